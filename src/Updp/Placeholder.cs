@@ -1,0 +1,7 @@
+namespace Updp;
+
+/// <summary>Library-wide constants.</summary>
+public static class UpdpInfo
+{
+    public const string Name = "updp";
+}
