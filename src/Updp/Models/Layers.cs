@@ -1,0 +1,93 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Updp.Models;
+
+/// <summary>
+/// LayerNorm over the channels of an NCHW tensor (timm's <c>LayerNorm2d</c>): same parameters and
+/// numerics as a channels-last LayerNorm, so checkpoints of either layout load into it.
+/// </summary>
+public sealed class LayerNorm2d : nn.Module<Tensor, Tensor>
+{
+    private readonly long[] _shape;
+    private readonly double _eps;
+
+#pragma warning disable IDE1006 // PyTorch parameter names are the checkpoint contract.
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+#pragma warning restore IDE1006
+
+    public LayerNorm2d(long channels, double eps = 1e-6) : base(nameof(LayerNorm2d))
+    {
+        _shape = [channels];
+        _eps = eps;
+        weight = new Parameter(ones(channels));
+        bias = new Parameter(zeros(channels));
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+
+    public Parameter Bias => bias;
+
+    public double Eps => _eps;
+
+    public override Tensor forward(Tensor x) =>
+        nn.functional.layer_norm(x.permute(0, 2, 3, 1), _shape, weight, bias, _eps).permute(0, 3, 1, 2);
+}
+
+/// <summary>Stochastic depth: drops a whole residual branch per sample while training.</summary>
+public sealed class DropPath : nn.Module<Tensor, Tensor>
+{
+    private readonly double _p;
+
+    public DropPath(double p) : base(nameof(DropPath)) => _p = p;
+
+    public override Tensor forward(Tensor x)
+    {
+        if (!training || _p <= 0)
+        {
+            return x;
+        }
+        var keep = 1 - _p;
+        var shape = new long[x.dim()];
+        shape[0] = x.shape[0];
+        for (var i = 1; i < shape.Length; i++)
+        {
+            shape[i] = 1;
+        }
+        var mask = empty(shape, x.dtype, x.device).bernoulli_(keep);
+        return x * mask / keep;
+    }
+}
+
+/// <summary>Weight initialisation shared by the families (timm's conventions).</summary>
+internal static class Init
+{
+    /// <summary>Truncated normal (std 0.02) for conv and linear weights, zero biases.</summary>
+    public static void TruncNormalWeights(nn.Module module)
+    {
+        using var _ = no_grad();
+        foreach (var (_, m) in module.named_modules())
+        {
+            switch (m)
+            {
+                case Conv2d conv:
+                    nn.init.trunc_normal_(conv.weight, std: 0.02);
+                    if (conv.bias is not null)
+                    {
+                        nn.init.zeros_(conv.bias);
+                    }
+                    break;
+                case Linear linear:
+                    nn.init.trunc_normal_(linear.weight, std: 0.02);
+                    if (linear.bias is not null)
+                    {
+                        nn.init.zeros_(linear.bias);
+                    }
+                    break;
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+using System.Text.Json.Serialization;
+
+namespace Updp.Models;
+
+/// <summary>
+/// Everything needed to rebuild a model's structure: a registered variant name plus the settings a
+/// user may change. Stored in every checkpoint's sidecar so a checkpoint loads without flags.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary>Registered variant name, e.g. <c>convnext_atto</c>.</summary>
+    [JsonPropertyName("name")] public required string Name { get; init; }
+
+    [JsonPropertyName("in_chans")] public int InChans { get; init; } = 3;
+
+    [JsonPropertyName("num_classes")] public int NumClasses { get; init; } = 1000;
+
+    /// <summary>
+    /// Stride (and kernel) of the patchify stem; null means the family's default (4 for ConvNeXt).
+    /// Small inputs such as 32×32 keep more spatial detail with a smaller stem stride.
+    /// </summary>
+    [JsonPropertyName("stem_stride")] public int? StemStride { get; init; }
+
+    /// <summary>Stochastic-depth rate of the last block; earlier blocks get linearly less.</summary>
+    [JsonPropertyName("drop_path_rate")] public double DropPathRate { get; init; }
+
+    /// <summary>The settings the tool uses for 32×32 one-channel images with 10 classes.</summary>
+    public static ModelConfig SmallInput(string name, int numClasses = 10, int inChans = 1) =>
+        new() { Name = name, InChans = inChans, NumClasses = numClasses, StemStride = ModelRegistry.Get(name).SmallInputStemStride };
+}
