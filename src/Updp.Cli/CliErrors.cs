@@ -1,0 +1,29 @@
+using Spectre.Console;
+
+namespace Updp.Cli;
+
+/// <summary>Turns the library's input errors into one clear line on stderr and exit code 2.</summary>
+internal static class CliErrors
+{
+    public static int Run(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            // ArgumentException appends " (Parameter 'x')", which names our code, not the user's input.
+            var message = e is ArgumentException a && a.ParamName is not null
+                ? a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal)
+                : e.Message;
+            err.MarkupLine($"[red]error:[/] {Markup.Escape(message)}");
+            return 2;
+        }
+    }
+
+    private static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException
+        or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException
+        || e.GetType().Name.EndsWith("CheckpointException", StringComparison.Ordinal);
+}

@@ -1,0 +1,28 @@
+using Updp.Models;
+
+namespace Updp.Cli;
+
+/// <summary>Builds the model a verb works on from --checkpoint and/or --model.</summary>
+internal static class ModelLoading
+{
+    /// <summary>Small inputs (≤ 64 px) use the family's small-input stem unless --stem-stride says otherwise.</summary>
+    public static ImageClassifier FromOptions(string? checkpoint, string? model, int inChans, int numClasses, int? stemStride, int inputSize)
+    {
+        if (checkpoint is not null)
+        {
+            throw new ArgumentException("--checkpoint is not supported yet by this verb");
+        }
+        if (model is null)
+        {
+            throw new ArgumentException("give --model NAME (see `updp models`) or --checkpoint FILE");
+        }
+        var variant = ModelRegistry.Get(model);
+        return ModelRegistry.Create(new ModelConfig
+        {
+            Name = model,
+            InChans = inChans,
+            NumClasses = numClasses,
+            StemStride = stemStride ?? (inputSize <= 64 ? variant.SmallInputStemStride : null),
+        });
+    }
+}

@@ -1,0 +1,27 @@
+namespace Updp.Training;
+
+/// <summary>
+/// A training recipe. Defaults follow timm's ConvNeXt recipe (AdamW, cosine, warm-up, label
+/// smoothing 0.1, weight decay 0.05) with a learning rate scaled for small batches.
+/// </summary>
+public sealed record TrainOptions
+{
+    public int Epochs { get; init; } = 10;
+
+    public int BatchSize { get; init; } = 64;
+
+    public double LearningRate { get; init; } = 2e-3;
+
+    public double MinLearningRate { get; init; } = 1e-5;
+
+    public double WeightDecay { get; init; } = 0.05;
+
+    public double WarmupEpochs { get; init; } = 1;
+
+    public double LabelSmoothing { get; init; } = 0.1;
+
+    public int Seed { get; init; }
+
+    /// <summary>Stops each epoch after this many steps (quick runs and tests); null means the whole pass.</summary>
+    public int? MaxStepsPerEpoch { get; init; }
+}

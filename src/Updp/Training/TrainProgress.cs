@@ -1,0 +1,11 @@
+namespace Updp.Training;
+
+/// <summary>A snapshot of a running training, reported after every step.</summary>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="Step">1-based step within the epoch.</param>
+/// <param name="Loss">Running mean training loss of this epoch.</param>
+/// <param name="Accuracy">Running training top-1 of this epoch.</param>
+public sealed record TrainProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Accuracy, double ImagesPerSecond, double LearningRate, TimeSpan Eta);
+
+/// <summary>What one epoch achieved.</summary>
+public sealed record EpochResult(int Epoch, double TrainLoss, double TrainTop1, double ValTop1, double ValLoss, double Seconds, bool IsBest);

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Training;
+
+/// <summary>Where a training run stands; enough to resume it after an interruption.</summary>
+public sealed record TrainState(int EpochsDone, double BestValTop1, int BestEpoch, double TrainSeconds, IReadOnlyList<EpochResult> History)
+{
+    public static TrainState Fresh { get; } = new(0, double.NegativeInfinity, 0, 0, []);
+}
+
+/// <summary>Persists a run: the best model so far and the state needed to resume.</summary>
+public interface ITrainingStore
+{
+    /// <summary>Restores model and optimizer from the last finished epoch, or returns null.</summary>
+    TrainState? TryResume(ImageClassifier model, OptimizerHelper optimizer);
+
+    void SaveBest(ImageClassifier model, EpochResult epoch);
+
+    void SaveEpoch(ImageClassifier model, OptimizerHelper optimizer, TrainState state);
+}
+
+/// <summary>
+/// Supervised training with AdamW (no weight decay on norms, biases and layer scales), a per-step
+/// cosine schedule with warm-up, label smoothing and per-epoch validation.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly ImageClassifier _model;
+    private readonly TrainOptions _options;
+
+    public Trainer(ImageClassifier model, TrainOptions options)
+    {
+        _model = model;
+        _options = options;
+        if (options.Epochs < 1)
+        {
+            throw new ArgumentException($"epochs must be ≥ 1, got {options.Epochs}", nameof(options));
+        }
+    }
+
+    /// <summary>Replaces the loss (e.g. distillation); receives logits, images and labels.</summary>
+    public Func<Tensor, Tensor, Tensor, Tensor>? Loss { get; init; }
+
+    /// <summary>Called before every optimisation step with (global step, total steps), e.g. to ramp λ.</summary>
+    public Action<long, long>? BeforeStep { get; init; }
+
+    public TrainState Fit(IBatchSource train, IBatchSource val, ITrainingStore? store = null,
+        IProgress<TrainProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        var optimizer = CreateOptimizer();
+        var state = store?.TryResume(_model, optimizer) ?? TrainState.Fresh;
+
+        var stepsPerEpoch = _options.MaxStepsPerEpoch is int cap ? Math.Min(cap, train.BatchesPerEpoch) : train.BatchesPerEpoch;
+        var totalSteps = (long)stepsPerEpoch * _options.Epochs;
+        var schedule = new LearningRateSchedule(_options.LearningRate,
+            WarmupSteps: Math.Min(totalSteps / 2, (long)Math.Round(_options.WarmupEpochs * stepsPerEpoch)),
+            TotalSteps: totalSteps, MinLr: _options.MinLearningRate);
+        var history = state.History.ToList();
+
+        for (var epoch = state.EpochsDone + 1; epoch <= _options.Epochs; epoch++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var clock = Stopwatch.StartNew();
+            var (trainLoss, trainTop1) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
+            var trainSeconds = clock.Elapsed.TotalSeconds;
+            var valResult = Evaluator.Evaluate(_model, val.Epoch(0));
+            var isBest = valResult.Top1 > state.BestValTop1;
+            var result = new EpochResult(epoch, trainLoss, trainTop1, valResult.Top1, valResult.Loss, clock.Elapsed.TotalSeconds, isBest);
+            history.Add(result);
+            state = new TrainState(epoch,
+                isBest ? valResult.Top1 : state.BestValTop1,
+                isBest ? epoch : state.BestEpoch,
+                state.TrainSeconds + trainSeconds,
+                history.ToList());
+            if (isBest)
+            {
+                store?.SaveBest(_model, result);
+            }
+            store?.SaveEpoch(_model, optimizer, state);
+        }
+        return state;
+    }
+
+    private (double Loss, double Top1) TrainEpoch(OptimizerHelper optimizer, IBatchSource train, int epoch, int steps,
+        LearningRateSchedule schedule, IProgress<TrainProgress>? progress, CancellationToken cancellation)
+    {
+        _model.train();
+        // Seeding per epoch makes a resumed run draw the same stochastic-depth masks as an uninterrupted one.
+        random.manual_seed(_options.Seed * 1000L + epoch);
+        double lossSum = 0;
+        long correct = 0, seen = 0;
+        var step = 0;
+        var clock = Stopwatch.StartNew();
+        foreach (var batch in train.Epoch(epoch))
+        {
+            if (step == steps)
+            {
+                break;
+            }
+            cancellation.ThrowIfCancellationRequested();
+            var globalStep = (long)(epoch - 1) * steps + step;
+            var lr = schedule.At(globalStep);
+            foreach (var group in optimizer.ParamGroups)
+            {
+                group.LearningRate = lr;
+            }
+            BeforeStep?.Invoke(globalStep, schedule.TotalSteps);
+
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                var logits = _model.call(batch.Images);
+                var loss = Loss?.Invoke(logits, batch.Images, batch.Labels)
+                    ?? nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: _options.LabelSmoothing);
+                loss.backward();
+                optimizer.step();
+                var n = batch.Labels.shape[0];
+                lossSum += loss.item<float>() * n;
+                correct += logits.argmax(1).eq(batch.Labels).sum().item<long>();
+                seen += n;
+            }
+            step++;
+
+            if (progress is not null)
+            {
+                var elapsed = clock.Elapsed.TotalSeconds;
+                var secondsPerStep = elapsed / step;
+                var remainingSteps = (long)(steps - step) + (long)(_options.Epochs - epoch) * steps;
+                progress.Report(new TrainProgress(epoch, _options.Epochs, step, steps, lossSum / seen, (double)correct / seen,
+                    seen / Math.Max(elapsed, 1e-9), lr, TimeSpan.FromSeconds(secondsPerStep * remainingSteps)));
+            }
+        }
+        return seen == 0 ? throw new InvalidOperationException("the training set yielded no batches") : (lossSum / seen, (double)correct / seen);
+    }
+
+    private AdamW CreateOptimizer()
+    {
+        // timm's rule: one-dimensional tensors (norm weights, biases, layer scales) get no weight decay.
+        var parameters = _model.parameters().Where(p => p.requires_grad).ToList();
+        var decay = parameters.Where(p => p.dim() > 1).ToList();
+        var noDecay = parameters.Where(p => p.dim() <= 1).ToList();
+        return optim.AdamW(
+            [
+                new AdamW.ParamGroup(decay, lr: _options.LearningRate, weight_decay: _options.WeightDecay),
+                new AdamW.ParamGroup(noDecay, lr: _options.LearningRate, weight_decay: 0),
+            ],
+            lr: _options.LearningRate, weight_decay: _options.WeightDecay);
+    }
+}
