@@ -33,7 +33,8 @@ public static class DatasetCatalog
     /// Resolves <paramref name="spec"/>: <c>fashion-mnist</c> and <c>mnist</c> are looked up in
     /// <c>$UPDP_DATA/&lt;name&gt;</c> (when the variable is set) and then in
     /// <c>/usr/share/datasets/&lt;name&gt;</c>; anything else must be a directory holding the four
-    /// idx files, each either raw or with a .gz suffix. Files are located but not read.
+    /// idx files, each either raw or with a .gz suffix (write <c>./mnist</c> for a local directory
+    /// that shares a catalog name). Names are case-insensitive. Files are located but not read.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">No directory was found; the message lists where it was looked for.</exception>
     /// <exception cref="FileNotFoundException">The directory lacks one of the four files.</exception>

@@ -100,6 +100,23 @@ public class BatchLoaderTests
     }
 
     [Fact]
+    public void KeptBatchesDoNotChangeWhenLaterBatchesArePrepared()
+    {
+        // The loader recycles its float buffers, which is only safe while torch.tensor copies them.
+        var loader = new BatchLoader(RandomImages(40, seed: 3), ImageTransform.ForTraining(Normalization.FashionMnist),
+            new BatchLoaderOptions { BatchSize = 4, PrefetchBatches = 2, Shuffle = true });
+        var kept = new List<(Batch Batch, float[] AtYield)>();
+
+        foreach (var batch in loader.Epoch(0))
+        {
+            kept.Add((batch, batch.Images.data<float>().ToArray()));
+        }
+
+        Assert.All(kept, k => Assert.Equal(k.AtYield, k.Batch.Images.data<float>().ToArray()));
+        kept.ForEach(k => k.Batch.Dispose());
+    }
+
+    [Fact]
     public void DropLastSkipsTheShortBatch()
     {
         var loader = new BatchLoader(SelfDescribingImages(30), ImageTransform.ForEvaluation(Normalization.Identity, targetSize: 2),
