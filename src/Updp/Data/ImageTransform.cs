@@ -1,0 +1,142 @@
+namespace Updp.Data;
+
+/// <summary>
+/// Turns one uint8 H×W image into a normalised float32 T×T plane (T = <see cref="TargetSize"/>):
+/// zero-pad (or centre-crop) to T×T, then for training a random crop of the T×T image padded by
+/// <see cref="CropPadding"/> zero pixels on each side (torchvision's <c>RandomCrop(T, padding)</c>) and a
+/// horizontal flip with probability 0.5, then <c>(x / 255 - mean) / std</c>. Padding is zero in
+/// pixel space, so it ends up as <c>-mean / std</c> after normalisation, as it does in torchvision.
+/// </summary>
+public sealed class ImageTransform
+{
+    /// <summary>Side length CIFAR-style architectures expect.</summary>
+    public const int DefaultTargetSize = 32;
+
+    /// <summary>Padding of the classic CIFAR random crop.</summary>
+    public const int DefaultCropPadding = 4;
+
+    private readonly float[] _lookup;
+
+    private ImageTransform(Normalization normalization, int targetSize, int cropPadding, bool horizontalFlip)
+    {
+        ArgumentNullException.ThrowIfNull(normalization);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(targetSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(cropPadding);
+        if (!(normalization.Std > 0) || !float.IsFinite(normalization.Std) || !float.IsFinite(normalization.Mean))
+        {
+            throw new ArgumentException($"Normalisation needs a finite mean and a positive finite std, got {normalization}.", nameof(normalization));
+        }
+
+        Normalization = normalization;
+        TargetSize = targetSize;
+        CropPadding = cropPadding;
+        HorizontalFlip = horizontalFlip;
+
+        // Pixels take 256 values, so normalising is a table look-up.
+        _lookup = new float[256];
+        for (var value = 0; value < 256; value++)
+        {
+            _lookup[value] = ((value / 255f) - normalization.Mean) / normalization.Std;
+        }
+    }
+
+    /// <summary>Normalisation applied last.</summary>
+    public Normalization Normalization { get; }
+
+    /// <summary>Side of the square output.</summary>
+    public int TargetSize { get; }
+
+    /// <summary>Zero padding added on each side before the random crop; 0 disables cropping.</summary>
+    public int CropPadding { get; }
+
+    /// <summary>Whether images are mirrored left-right with probability 0.5.</summary>
+    public bool HorizontalFlip { get; }
+
+    /// <summary>Whether <see cref="Apply"/> draws from its random generator at all.</summary>
+    public bool IsRandom => CropPadding > 0 || HorizontalFlip;
+
+    /// <summary>Floats written per image: 1 × T × T.</summary>
+    public int OutputLength => TargetSize * TargetSize;
+
+    /// <summary>Training augmentation: pad to <paramref name="targetSize"/>, random crop, random flip, normalise.</summary>
+    public static ImageTransform ForTraining(
+        Normalization normalization, int targetSize = DefaultTargetSize, int cropPadding = DefaultCropPadding, bool horizontalFlip = true) =>
+        new(normalization, targetSize, cropPadding, horizontalFlip);
+
+    /// <summary>Evaluation: pad to <paramref name="targetSize"/> and normalise; no randomness.</summary>
+    public static ImageTransform ForEvaluation(Normalization normalization, int targetSize = DefaultTargetSize) =>
+        new(normalization, targetSize, cropPadding: 0, horizontalFlip: false);
+
+    /// <summary>
+    /// Transforms one image into <paramref name="destination"/> (<see cref="OutputLength"/> floats,
+    /// row-major). Random choices come from <paramref name="random"/>, so a seeded generator
+    /// reproduces them.
+    /// </summary>
+    public void Apply(ReadOnlySpan<byte> image, int height, int width, Random random, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        Apply(image, height, width, Sample(random), destination);
+    }
+
+    internal Augmentation Sample(Random random)
+    {
+        if (!IsRandom)
+        {
+            return Augmentation.Centered(CropPadding);
+        }
+
+        var top = random.Next((2 * CropPadding) + 1);
+        var left = random.Next((2 * CropPadding) + 1);
+        var flip = HorizontalFlip && random.Next(2) == 1;
+        return new Augmentation(top, left, flip);
+    }
+
+    internal void Apply(ReadOnlySpan<byte> image, int height, int width, Augmentation augmentation, Span<float> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        if (image.Length != height * width)
+        {
+            throw new ArgumentException($"Expected {height * width} pixels for a {height}x{width} image, got {image.Length}.", nameof(image));
+        }
+
+        var size = TargetSize;
+        if (destination.Length != OutputLength)
+        {
+            throw new ArgumentException($"Expected room for {OutputLength} floats, got {destination.Length}.", nameof(destination));
+        }
+
+        // One index map covers centring, cropping and flipping: output (y, x) reads source pixel
+        // (y + rowShift, column(x) + columnShift), and anything outside the source is padding.
+        var rowShift = augmentation.CropTop - CropPadding - ((size - height) / 2);
+        var columnShift = augmentation.CropLeft - CropPadding - ((size - width) / 2);
+        var padding = _lookup[0];
+        for (var y = 0; y < size; y++)
+        {
+            var row = destination.Slice(y * size, size);
+            var sourceRow = y + rowShift;
+            if ((uint)sourceRow >= (uint)height)
+            {
+                row.Fill(padding);
+                continue;
+            }
+
+            var source = image.Slice(sourceRow * width, width);
+            for (var x = 0; x < size; x++)
+            {
+                var sourceColumn = (augmentation.Flip ? size - 1 - x : x) + columnShift;
+                row[x] = (uint)sourceColumn < (uint)width ? _lookup[source[sourceColumn]] : padding;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// The random choices for one image: where the T×T crop starts inside the image padded by
+/// <c>CropPadding</c> on each side (each in 0..2·CropPadding; CropPadding means centred), and
+/// whether to mirror it.
+/// </summary>
+internal readonly record struct Augmentation(int CropTop, int CropLeft, bool Flip)
+{
+    public static Augmentation Centered(int cropPadding) => new(cropPadding, cropPadding, false);
+}
