@@ -65,23 +65,27 @@ public sealed class DropPath : nn.Module<Tensor, Tensor>
 /// <summary>Weight initialisation shared by the families (timm's conventions).</summary>
 internal static class Init
 {
-    /// <summary>Truncated normal (std 0.02) for conv and linear weights, zero biases.</summary>
+    /// <summary>Truncated normal (std 0.02, cut at ±2 like timm) for conv and linear weights, zero biases.</summary>
     public static void TruncNormalWeights(nn.Module module)
     {
+        // TorchSharp 0.107's nn.init.trunc_normal_ fills the tensor with the std as a constant,
+        // so we draw a normal and clamp it, which is what timm's cut at ±2 (absolute) amounts to.
+        static void TruncNormal(Tensor w) => nn.init.normal_(w, 0, 0.02).clamp_(-2, 2);
+
         using var _ = no_grad();
         foreach (var (_, m) in module.named_modules())
         {
             switch (m)
             {
                 case Conv2d conv:
-                    nn.init.trunc_normal_(conv.weight, std: 0.02);
+                    TruncNormal(conv.weight);
                     if (conv.bias is not null)
                     {
                         nn.init.zeros_(conv.bias);
                     }
                     break;
                 case Linear linear:
-                    nn.init.trunc_normal_(linear.weight, std: 0.02);
+                    TruncNormal(linear.weight);
                     if (linear.bias is not null)
                     {
                         nn.init.zeros_(linear.bias);

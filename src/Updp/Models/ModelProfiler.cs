@@ -20,15 +20,25 @@ public static class ModelProfiler
     {
         var macsByModule = new Dictionary<string, long>(StringComparer.Ordinal);
         var removers = new List<Action>();
+        var counted = new List<string>();
         foreach (var (name, module) in model.named_modules())
         {
-            if (module is Conv2d or Linear)
+            // Layers inside a module that counts its own MACs are not called as modules; skip them.
+            if (counted.Any(prefix => name.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                continue;
+            }
+            if (module is IMacCounter)
+            {
+                counted.Add(name + ".");
+            }
+            if (module is Conv2d or Linear or IMacCounter)
             {
                 var m = (nn.Module<Tensor, Tensor>)module;
                 var key = name;
                 var hook = m.register_forward_hook((mod, input, output) =>
                 {
-                    macsByModule[key] = macsByModule.GetValueOrDefault(key) + LayerMacs(mod, output);
+                    macsByModule[key] = macsByModule.GetValueOrDefault(key) + LayerMacs(mod, input, output);
                     return output;
                 });
                 removers.Add(hook.remove);
@@ -64,8 +74,9 @@ public static class ModelProfiler
 
     public static long CountParameters(nn.Module model) => model.parameters().Sum(p => p.numel());
 
-    private static long LayerMacs(nn.Module layer, Tensor output) => layer switch
+    private static long LayerMacs(nn.Module layer, Tensor input, Tensor output) => layer switch
     {
+        IMacCounter counter => counter.CountMacs(input, output),
         // Every output element of a convolution costs (in/groups)·kh·kw multiply-accumulates.
         Conv2d conv => output.numel() * (conv.weight.shape[1] * conv.weight.shape[2] * conv.weight.shape[3]),
         Linear linear => output.numel() * linear.weight.shape[1],

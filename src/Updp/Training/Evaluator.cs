@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Data;
 using static TorchSharp.torch;
 
 namespace Updp.Training;
@@ -20,6 +21,7 @@ public static class Evaluator
             double lossSum = 0;
             foreach (var batch in batches)
             {
+                using var owned = batch;
                 using var scope = NewDisposeScope();
                 var logits = model.call(batch.Images);
                 lossSum += nn.functional.cross_entropy(logits, batch.Labels, reduction: nn.Reduction.Sum).item<float>();

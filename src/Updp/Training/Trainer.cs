@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Data;
 using Updp.Models;
 using static TorchSharp.torch;
 
@@ -48,7 +49,7 @@ public sealed class Trainer
     /// <summary>Called before every optimisation step with (global step, total steps), e.g. to ramp λ.</summary>
     public Action<long, long>? BeforeStep { get; init; }
 
-    public TrainState Fit(IBatchSource train, IBatchSource val, ITrainingStore? store = null,
+    public TrainState Fit(BatchLoader train, BatchLoader val, ITrainingStore? store = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancellation = default)
     {
         var optimizer = CreateOptimizer();
@@ -85,7 +86,7 @@ public sealed class Trainer
         return state;
     }
 
-    private (double Loss, double Top1) TrainEpoch(OptimizerHelper optimizer, IBatchSource train, int epoch, int steps,
+    private (double Loss, double Top1) TrainEpoch(OptimizerHelper optimizer, BatchLoader train, int epoch, int steps,
         LearningRateSchedule schedule, IProgress<TrainProgress>? progress, CancellationToken cancellation)
     {
         _model.train();
@@ -110,6 +111,7 @@ public sealed class Trainer
             }
             BeforeStep?.Invoke(globalStep, schedule.TotalSteps);
 
+            using (batch)
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();

@@ -1,0 +1,112 @@
+using TorchSharp;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Tests.Models;
+
+public class ConvNeXtTests
+{
+    [Theory]
+    [InlineData("convnext_atto", 3_695_520)]
+    [InlineData("convnext_tiny", 28_589_128)]
+    public void ParameterCountsEqualTimms(string name, long expected)
+    {
+        using var model = ModelRegistry.Create(name);
+        Assert.Equal(expected, ModelProfiler.CountParameters(model));
+    }
+
+    [Fact]
+    public void ParameterNamesAndShapesFollowTimm()
+    {
+        using var atto = ModelRegistry.Create("convnext_atto");
+        var shapes = atto.named_parameters().ToDictionary(p => p.name, p => string.Join(",", p.parameter.shape));
+        Assert.Equal("40,3,4,4", shapes["stem.0.weight"]);
+        Assert.Equal("40", shapes["stem.1.weight"]);
+        Assert.Equal("40,1,7,7", shapes["stages.0.blocks.0.conv_dw.weight"]);
+        Assert.Equal("160,40,1,1", shapes["stages.0.blocks.0.mlp.fc1.weight"]);
+        Assert.Equal("40", shapes["stages.0.blocks.0.gamma"]);
+        Assert.Equal("40", shapes["stages.1.downsample.0.weight"]); // LayerNorm2d over the input channels
+        Assert.Equal("80,40,2,2", shapes["stages.1.downsample.1.weight"]);
+        Assert.Equal("320", shapes["head.norm.weight"]);
+        Assert.Equal("1000,320", shapes["head.fc.weight"]);
+
+        using var tiny = ModelRegistry.Create("convnext_tiny");
+        var tinyShapes = tiny.named_parameters().ToDictionary(p => p.name, p => string.Join(",", p.parameter.shape));
+        Assert.Equal("384,96", tinyShapes["stages.0.blocks.0.mlp.fc1.weight"]);
+        Assert.Equal("96", tinyShapes["stages.0.blocks.0.norm.weight"]);
+    }
+
+    [Fact]
+    public void BlocksAreIndexedGloballyAcrossStages()
+    {
+        using var model = ModelRegistry.Create("convnext_atto");
+        Assert.Equal(12, model.Blocks.Count);
+        Assert.Equal(Enumerable.Range(0, 12), model.Blocks.Select(b => b.Index));
+        Assert.Equal([0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3], model.Blocks.Select(b => b.Stage));
+        Assert.Equal("stages.2.blocks.5", model.Blocks[9].Path);
+    }
+
+    [Fact]
+    public void InitialisedWeightsFollowTimmsTruncatedNormal()
+    {
+        using var model = ModelRegistry.Create("convnext_atto");
+        var w = model.named_parameters().Single(p => p.name == "stages.2.blocks.0.mlp.fc1.weight").parameter;
+        Assert.InRange(w.std().item<float>(), 0.019, 0.021);
+        Assert.InRange(w.mean().item<float>(), -0.001, 0.001);
+    }
+
+    [Fact]
+    public void BothMlpLayoutsComputeTheSameFunction()
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(1);
+        var conv = new ConvNeXtBlock(8, convMlp: true, dropPath: 0, layerScaleInit: 0.5);
+        var linear = new ConvNeXtBlock(8, convMlp: false, dropPath: 0, layerScaleInit: 0.5);
+        using (no_grad())
+        {
+            foreach (var (name, p) in linear.named_parameters())
+            {
+                var src = conv.named_parameters().Single(q => q.name == name).parameter;
+                p.copy_(src.reshape(p.shape));
+            }
+        }
+        var x = randn(2, 8, 5, 5);
+        Assert.True(conv.call(x).allclose(linear.call(x), rtol: 1e-5, atol: 1e-6));
+    }
+
+    [Fact]
+    public void SmallInputForwardAndBackwardReachEveryParameter()
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(0);
+        using var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
+        // layer scales start at 1e-6; larger ones make every gradient clearly non-zero
+        using (no_grad())
+        {
+            foreach (var (name, p) in model.named_parameters().Where(p => p.name.EndsWith(".gamma", StringComparison.Ordinal)))
+            {
+                p.fill_(0.5);
+            }
+        }
+        var logits = model.call(randn(4, 1, 32, 32));
+        Assert.Equal([4L, 10L], logits.shape);
+        nn.functional.cross_entropy(logits, tensor(new long[] { 0, 1, 2, 3 })).backward();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            Assert.True(p.grad is not null && p.grad.abs().sum().item<float>() > 0, $"no gradient reached {name}");
+        }
+    }
+
+    [Fact]
+    public void ProfileCountsMacsOfEveryBlock()
+    {
+        using var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
+        var profile = ModelProfiler.Profile(model, 32);
+        Assert.Equal(ModelProfiler.CountParameters(model), profile.Params);
+        // Block 0 sees a 16×16×40 map: dw 7×7 (49 taps) plus two 40×160 matmuls per position.
+        Assert.Equal(16L * 16 * 40 * 49 + 2L * 16 * 16 * 40 * 160, profile.Blocks[0].Macs);
+        // Block 10 sees 2×2×320: only the central 3×3 taps reach an output on a 2×2 map.
+        Assert.Equal(2L * 2 * 320 * 9 + 2L * 2 * 2 * 320 * 1280, profile.Blocks[10].Macs);
+        Assert.True(profile.Macs > profile.Blocks.Sum(b => b.Macs));
+    }
+}

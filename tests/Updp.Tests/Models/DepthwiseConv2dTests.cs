@@ -1,0 +1,136 @@
+using TorchSharp;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Tests.Models;
+
+public class DepthwiseConv2dTests
+{
+    /// <summary>A direct loop over the definition of a zero-padded depthwise convolution.</summary>
+    private static float[,,,] NaiveDepthwise(float[,,,] x, float[,,] w, float[] b)
+    {
+        int n = x.GetLength(0), c = x.GetLength(1), h = x.GetLength(2), wd = x.GetLength(3), k = w.GetLength(1), r = k / 2;
+        var y = new float[n, c, h, wd];
+        for (var i = 0; i < n; i++)
+        {
+            for (var ch = 0; ch < c; ch++)
+            {
+                for (var oy = 0; oy < h; oy++)
+                {
+                    for (var ox = 0; ox < wd; ox++)
+                    {
+                        double acc = b[ch];
+                        for (var ky = 0; ky < k; ky++)
+                        {
+                            for (var kx = 0; kx < k; kx++)
+                            {
+                                int iy = oy + ky - r, ix = ox + kx - r;
+                                if (iy >= 0 && iy < h && ix >= 0 && ix < wd)
+                                {
+                                    acc += w[ch, ky, kx] * x[i, ch, iy, ix];
+                                }
+                            }
+                        }
+                        y[i, ch, oy, ox] = (float)acc;
+                    }
+                }
+            }
+        }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(2, 2)]
+    [InlineData(3, 5)]
+    [InlineData(4, 4)]
+    [InlineData(8, 8)]
+    [InlineData(9, 12)]
+    [InlineData(16, 16)]
+    public void EveryPathMatchesANaiveLoop(int h, int w)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(h * 100 + w);
+        const int n = 2, c = 3, k = 7;
+        using var conv = new DepthwiseConv2d(c, k);
+        var x = randn(n, c, h, w);
+        var expected = NaiveDepthwise(
+            To4D(x), To3D(conv.Weight.detach().reshape(c, k, k)), conv.Bias.detach().data<float>().ToArray());
+
+        foreach (var (path, y) in new[] { ("module", conv.call(x)), ("convolution", conv.ConvolutionForward(x)), ("spatial matrix", conv.SpatialMatrixForward(x)) })
+        {
+            Assert.Equal([n, c, h, w], y.shape);
+            var actual = To4D(y);
+            for (var i = 0; i < n; i++)
+            {
+                for (var ch = 0; ch < c; ch++)
+                {
+                    for (var oy = 0; oy < h; oy++)
+                    {
+                        for (var ox = 0; ox < w; ox++)
+                        {
+                            Assert.True(Math.Abs(expected[i, ch, oy, ox] - actual[i, ch, oy, ox]) < 1e-5,
+                                $"{path} at [{i},{ch},{oy},{ox}]: {actual[i, ch, oy, ox]} vs naive {expected[i, ch, oy, ox]}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(8)]
+    public void GradientsOfBothPathsAgree(int size)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(size);
+        using var conv = new DepthwiseConv2d(4, 7);
+        var x = randn(3, 4, size, size);
+        var target = randn(3, 4, size, size);
+
+        Tensor[] Grads(Func<Tensor, Tensor> f)
+        {
+            conv.zero_grad();
+            var xi = x.clone().requires_grad_();
+            (f(xi) * target).sum().backward();
+            return [xi.grad!.clone(), conv.Weight.grad!.clone(), conv.Bias.grad!.clone()];
+        }
+
+        var viaConv = Grads(conv.ConvolutionForward);
+        var viaMatrix = Grads(conv.SpatialMatrixForward);
+        for (var i = 0; i < viaConv.Length; i++)
+        {
+            Assert.True(viaConv[i].allclose(viaMatrix[i], rtol: 1e-4, atol: 1e-5), $"gradient {i} differs");
+        }
+        // The weight gradient must reach the outer taps only where the map is large enough.
+        var outerTapGrad = viaMatrix[1][.., .., 0, 0].abs().sum().item<float>();
+        Assert.Equal(size > 3, outerTapGrad > 0);
+    }
+
+    [Fact]
+    public void ParametersCarryConv2dNames()
+    {
+        using var conv = new DepthwiseConv2d(5, 7);
+        var names = conv.named_parameters().Select(p => (p.name, string.Join(",", p.parameter.shape))).ToList();
+        Assert.Equal([("weight", "5,1,7,7"), ("bias", "5")], names);
+    }
+
+    private static float[,,,] To4D(Tensor t)
+    {
+        var s = t.shape;
+        var flat = t.detach().contiguous().data<float>().ToArray();
+        var a = new float[s[0], s[1], s[2], s[3]];
+        Buffer.BlockCopy(flat, 0, a, 0, flat.Length * sizeof(float));
+        return a;
+    }
+
+    private static float[,,] To3D(Tensor t)
+    {
+        var s = t.shape;
+        var flat = t.detach().contiguous().data<float>().ToArray();
+        var a = new float[s[0], s[1], s[2]];
+        Buffer.BlockCopy(flat, 0, a, 0, flat.Length * sizeof(float));
+        return a;
+    }
+}
