@@ -96,7 +96,11 @@ public static class Checkpoint
             tmpWeights = TempPath(full);
             WriteNew(tmpWeights, s => Safetensors.Write(s, model.state_dict(), metadata));
             tmpSidecar = TempPath(sidecar);
-            WriteNew(tmpSidecar, s => s.Write(json));
+            WriteNew(tmpSidecar, s =>
+            {
+                s.Write(json);
+                s.WriteByte((byte)'\n');
+            });
             File.Move(tmpWeights, full, overwrite: true);
             tmpWeights = null;
             File.Move(tmpSidecar, sidecar, overwrite: true);
@@ -105,7 +109,7 @@ public static class Checkpoint
         }
         catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
         {
-            throw new CheckpointException($"cannot write checkpoint '{path}': {e.Message}", path, e);
+            throw new CheckpointException($"cannot write checkpoint '{path}': {StateDict.FirstLine(e.Message)}", path, e);
         }
         finally
         {

@@ -19,6 +19,8 @@ internal static class Safetensors
     // allocating gigabytes before the header is even parsed.
     private const long MaxHeaderBytes = 100L << 20;
 
+    private sealed record Source(string Path, string Expected);
+
     private sealed record Entry(string Name, ScalarType DType, long[] Shape, long Begin, long End);
 
     /// <summary>Writes the tensors in the order given. Tensors may live on any device and need not be contiguous.</summary>
@@ -90,11 +92,13 @@ internal static class Safetensors
 
     /// <summary>Reads every tensor of a safetensors file; validates the header against the file size first.</summary>
     /// <exception cref="CheckpointException">The file is not a complete, well-formed safetensors file.</exception>
-    public static Dictionary<string, Tensor> Read(string path, out Dictionary<string, string> metadata)
+    /// <param name="expected">What the file should be, for error messages ("'x' is not EXPECTED: why").</param>
+    public static Dictionary<string, Tensor> Read(string path, out Dictionary<string, string> metadata, string expected = "a valid safetensors file")
     {
         EnsureLittleEndian();
+        var src = new Source(path, expected);
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        var (entries, meta, dataStart) = ReadHeader(stream, path);
+        var (entries, meta, dataStart) = ReadHeader(stream, src);
         metadata = meta;
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
@@ -102,7 +106,7 @@ internal static class Safetensors
             var largest = entries.Count == 0 ? 0 : entries.Max(e => e.End - e.Begin);
             if (largest > Array.MaxLength)
             {
-                throw Corrupt(path, $"a tensor of {largest} bytes is larger than this reader supports");
+                throw Corrupt(src, $"a tensor of {largest} bytes is larger than this reader supports");
             }
             var buffer = new byte[largest];
             foreach (var e in entries)
@@ -129,7 +133,7 @@ internal static class Safetensors
         }
     }
 
-    private static (List<Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(FileStream stream, string path)
+    private static (List<Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(FileStream stream, Source path)
     {
         var fileLength = stream.Length;
         if (fileLength < 8)
@@ -201,7 +205,7 @@ internal static class Safetensors
         }
     }
 
-    private static void ReadMetadata(JsonElement value, Dictionary<string, string> metadata, string path)
+    private static void ReadMetadata(JsonElement value, Dictionary<string, string> metadata, Source path)
     {
         if (value.ValueKind != JsonValueKind.Object)
         {
@@ -217,7 +221,7 @@ internal static class Safetensors
         }
     }
 
-    private static Entry ReadEntry(JsonProperty prop, string path)
+    private static Entry ReadEntry(JsonProperty prop, Source path)
     {
         var v = prop.Value;
         if (v.ValueKind != JsonValueKind.Object
@@ -265,8 +269,8 @@ internal static class Safetensors
         return new Entry(prop.Name, dtype, shape, b, e);
     }
 
-    private static CheckpointException Corrupt(string path, string what) =>
-        new($"'{path}' is not a valid safetensors file: {what}", path);
+    private static CheckpointException Corrupt(Source src, string what) =>
+        new($"'{src.Path}' is not {src.Expected}: {what}", src.Path);
 
     private static void EnsureLittleEndian()
     {

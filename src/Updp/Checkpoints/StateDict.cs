@@ -57,7 +57,11 @@ public static class StateDict
                 throw new CheckpointException(
                     $"'{path}' is in PyTorch's legacy (pre-1.6) serialization format; re-save it with torch.save(state_dict, path) from a recent PyTorch", path);
             }
-            return Safetensors.Read(path, out safetensorsMetadata);
+            // Anything else should be safetensors; say so only when the name claims it is.
+            var expected = Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase)
+                ? "a valid safetensors file"
+                : "a PyTorch checkpoint (torch.save's zip archive) or a valid safetensors file";
+            return Safetensors.Read(path, out safetensorsMetadata, expected);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -77,7 +81,7 @@ public static class StateDict
         {
             // The unpickler reports a damaged zip, a missing data.pkl, unknown pickled classes and
             // whole pickled models through many exception types; all mean the same to the caller.
-            throw new CheckpointException($"cannot read '{path}' as a PyTorch checkpoint: {e.Message}", path, e);
+            throw new CheckpointException($"cannot read '{path}' as a PyTorch checkpoint: {FirstLine(e.Message)}", path, e);
         }
 
         var chosen = IsStateDict(root) ? root : NestedKeys.Select(k => root[k]).OfType<Hashtable>().FirstOrDefault(IsStateDict);
@@ -97,6 +101,13 @@ public static class StateDict
         // Optimizer state and the like come along in training checkpoints; free them now rather than at finalization.
         DisposeTensors(root, keep: chosen);
         return result;
+    }
+
+    // libtorch appends a C++ backtrace to its messages; the first line is the one for people.
+    internal static string FirstLine(string message)
+    {
+        var end = message.IndexOfAny(['\r', '\n']);
+        return end < 0 ? message : message[..end];
     }
 
     private static bool IsStateDict(Hashtable h) =>
