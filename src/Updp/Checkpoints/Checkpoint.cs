@@ -1,0 +1,291 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Checkpoints;
+
+/// <summary>A model loaded from a checkpoint, in eval mode, with the sidecar it came with (null for a bare state dict).</summary>
+public sealed record LoadedCheckpoint(ImageClassifier Model, CheckpointMeta? Meta);
+
+/// <summary>Optional hooks for <see cref="Checkpoint.Load"/>.</summary>
+public sealed record CheckpointLoadOptions
+{
+    /// <summary>
+    /// Adjusts the configuration (from the sidecar, or inferred from the tensors) before the model is
+    /// built, e.g. to set a drop-path rate for fine-tuning. Changes to the structure make loading fail.
+    /// </summary>
+    public Func<ModelConfig, ModelConfig>? Configure { get; init; }
+
+    /// <summary>
+    /// Builds the model the tensors are loaded into; defaults to <see cref="ModelRegistry.Create(ModelConfig)"/>.
+    /// For models whose structure the configuration alone does not give (e.g. pruned ones, from state in <see cref="CheckpointMeta.Extra"/>).
+    /// </summary>
+    public Func<ModelConfig, CheckpointMeta?, ImageClassifier>? CreateModel { get; init; }
+}
+
+/// <summary>
+/// Updp checkpoints: <c>NAME.safetensors</c> with the weights plus a <c>NAME.json</c> sidecar
+/// (<see cref="CheckpointMeta"/>). Loading also accepts bare state dicts, as PyTorch and timm write
+/// them, given the model name.
+/// </summary>
+public static class Checkpoint
+{
+    /// <summary>The extension of the weights file of an Updp checkpoint.</summary>
+    public const string WeightsExtension = ".safetensors";
+
+    private const string DataParallelPrefix = "module.";
+
+    // Safetensors metadata key holding CheckpointMeta.WeightsId.
+    private const string WeightsIdKey = "updp_weights_id";
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>The sidecar next to a weights file: same directory and base name, extension <c>.json</c>.</summary>
+    public static string SidecarPath(string weightsPath) => Path.ChangeExtension(weightsPath, ".json");
+
+    /// <summary>
+    /// Writes <paramref name="model"/>'s parameters and buffers to <paramref name="path"/> (a
+    /// <c>.safetensors</c> file, parent directories created) and the sidecar next to it. Each file is
+    /// written to a temporary file in the same directory and renamed over the target, so a failed
+    /// save leaves any earlier checkpoint there intact and no partial or temporary file behind.
+    /// A crash between the two renames leaves a pair that <see cref="Load"/> refuses (see
+    /// <see cref="CheckpointMeta.WeightsId"/>) rather than mismatched weights.
+    /// </summary>
+    /// <param name="meta">Classes, epoch, metrics and extras to record; its model, version, id and (if null) creation time are filled in.</param>
+    /// <returns>The sidecar as written.</returns>
+    /// <exception cref="CheckpointException">The files could not be written.</exception>
+    public static CheckpointMeta Save(ImageClassifier model, string path, CheckpointMeta? meta = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!path.EndsWith(WeightsExtension, StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException($"a checkpoint path must end in {WeightsExtension}: '{path}'", nameof(path));
+        }
+        var full = Path.GetFullPath(path);
+        var sidecar = SidecarPath(full);
+        var written = (meta ?? new CheckpointMeta()) with
+        {
+            FormatVersion = CheckpointMeta.CurrentFormatVersion,
+            Model = model.Config,
+            Created = meta?.Created ?? DateTimeOffset.UtcNow,
+            WeightsId = Guid.NewGuid().ToString("N"),
+        };
+        var metadata = new Dictionary<string, string> { ["format"] = "pt", [WeightsIdKey] = written.WeightsId };
+
+        string? tmpWeights = null;
+        string? tmpSidecar = null;
+        try
+        {
+            var json = JsonSerializer.SerializeToUtf8Bytes(written, JsonOptions);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            foreach (var target in new[] { full, sidecar })
+            {
+                // Checked up front: File.Move onto a directory would fail only after the weights were replaced.
+                if (Directory.Exists(target))
+                {
+                    throw new CheckpointException($"cannot write checkpoint '{path}': '{target}' is a directory", path);
+                }
+            }
+            tmpWeights = TempPath(full);
+            WriteNew(tmpWeights, s => Safetensors.Write(s, model.state_dict(), metadata));
+            tmpSidecar = TempPath(sidecar);
+            WriteNew(tmpSidecar, s =>
+            {
+                s.Write(json);
+                s.WriteByte((byte)'\n');
+            });
+            File.Move(tmpWeights, full, overwrite: true);
+            tmpWeights = null;
+            File.Move(tmpSidecar, sidecar, overwrite: true);
+            tmpSidecar = null;
+            return written;
+        }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            throw new CheckpointException($"cannot write checkpoint '{path}': {StateDict.FirstLine(e.Message)}", path, e);
+        }
+        finally
+        {
+            TryDelete(tmpWeights);
+            TryDelete(tmpSidecar);
+        }
+    }
+
+    private static string TempPath(string target) =>
+        Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.{Guid.NewGuid():N}.tmp");
+
+    private static void WriteNew(string path, Action<Stream> write)
+    {
+        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        write(stream);
+        stream.Flush(flushToDisk: true);
+    }
+
+    private static void TryDelete(string? path)
+    {
+        if (path is null)
+        {
+            return;
+        }
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The original error matters more than a leftover temporary file.
+        }
+    }
+
+    /// <summary>Reads the sidecar of a weights file, or returns null when there is none.</summary>
+    /// <exception cref="CheckpointException">The sidecar exists but is not a valid Updp sidecar this build can read.</exception>
+    public static CheckpointMeta? ReadMeta(string weightsPath)
+    {
+        var sidecar = SidecarPath(weightsPath);
+        if (!File.Exists(sidecar))
+        {
+            return null;
+        }
+        try
+        {
+            var node = JsonNode.Parse(File.ReadAllBytes(sidecar)) as JsonObject
+                ?? throw new CheckpointException($"sidecar '{sidecar}' is not a JSON object", sidecar);
+            if (!node.ContainsKey("format_version") || !node.ContainsKey("model"))
+            {
+                throw new CheckpointException(
+                    $"'{sidecar}' is not an Updp checkpoint sidecar (no format_version or model); move it away to load '{weightsPath}' as a bare state dict", sidecar);
+            }
+            var meta = node.Deserialize<CheckpointMeta>(JsonOptions)!;
+            if (meta.FormatVersion > CheckpointMeta.CurrentFormatVersion)
+            {
+                throw new CheckpointException(
+                    $"sidecar '{sidecar}' has format version {meta.FormatVersion}; this build reads up to {CheckpointMeta.CurrentFormatVersion}", sidecar);
+            }
+            if (meta.Model is null)
+            {
+                throw new CheckpointException($"sidecar '{sidecar}' has no model configuration", sidecar);
+            }
+            // Explicit JSON nulls would otherwise surface as null collections.
+            return meta with { Classes = meta.Classes ?? [], Metrics = meta.Metrics ?? new Dictionary<string, double>() };
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            throw new CheckpointException($"cannot read sidecar '{sidecar}': {e.Message}", sidecar, e);
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint into a new model, strictly (see <see cref="StateDict.LoadInto"/>), and
+    /// returns it in eval mode.
+    /// <list type="bullet">
+    /// <item>With a sidecar (<see cref="SidecarPath"/>), the model comes from it; a given
+    /// <paramref name="modelName"/> must agree.</item>
+    /// <item>Without one, <paramref name="path"/> is a bare state dict (PyTorch .pt/.pth/.bin or
+    /// safetensors, possibly nested, possibly with DataParallel's <c>module.</c> prefix) and
+    /// <paramref name="modelName"/> is required; the family's <see cref="StateDictAdapter"/> infers
+    /// classes, input channels and stem stride from the tensors.</item>
+    /// </list>
+    /// </summary>
+    /// <exception cref="CheckpointException">The checkpoint cannot be read or does not fit the model; the message names the file and tensors.</exception>
+    public static LoadedCheckpoint Load(string path, string? modelName = null, CheckpointLoadOptions? options = null)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CheckpointException(
+                Directory.Exists(path) ? $"'{path}' is a directory, not a checkpoint file" : $"checkpoint '{path}' does not exist", path);
+        }
+        var meta = ReadMeta(path);
+        StateDictAdapter? adapter = null;
+        if (meta is null)
+        {
+            if (modelName is null)
+            {
+                throw new CheckpointException(
+                    $"'{path}' has no sidecar '{SidecarPath(path)}', so it does not say which model it holds; " +
+                    "give the model name (e.g. --model convnext_atto) to load it as a bare state dict", path);
+            }
+            var variant = Variant(modelName, path, "");
+            adapter = StateDictAdapters.Find(variant.Family)
+                ?? throw new CheckpointException($"cannot load '{path}' as {modelName}: bare state dicts of the {variant.Family} family are not supported", path);
+        }
+        else if (modelName is not null && modelName != meta.Model!.Name)
+        {
+            throw new CheckpointException($"'{path}' holds a {meta.Model.Name} model, not {modelName}", path);
+        }
+
+        var stateDict = StateDict.Read(path, out var safetensorsMetadata);
+        try
+        {
+            IReadOnlyDictionary<string, Tensor> source = stateDict;
+            ModelConfig config;
+            if (meta is not null)
+            {
+                if (meta.WeightsId is not null
+                    && (!safetensorsMetadata.TryGetValue(WeightsIdKey, out var id) || id != meta.WeightsId))
+                {
+                    throw new CheckpointException(
+                        $"'{SidecarPath(path)}' does not belong to '{path}' (their weights ids differ; was a save interrupted?)", path);
+                }
+                config = meta.Model!;
+            }
+            else
+            {
+                source = StateDict.StripPrefix(source, DataParallelPrefix);
+                if (adapter!.MapKey is { } mapKey)
+                {
+                    source = StateDict.MapKeys(source, mapKey, path);
+                }
+                config = adapter.InferConfig(modelName!, source, path);
+            }
+            if (options?.Configure is { } configure)
+            {
+                config = configure(config);
+            }
+            var model = options?.CreateModel is { } create ? create(config, meta) : Create(config, path);
+            try
+            {
+                StateDict.LoadInto(model, source, path);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            model.eval();
+            return new LoadedCheckpoint(model, meta);
+        }
+        finally
+        {
+            foreach (var t in stateDict.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    private static ModelVariant Variant(string name, string path, string where) =>
+        ModelRegistry.Contains(name)
+            ? ModelRegistry.Get(name)
+            : throw new CheckpointException(
+                $"cannot load '{path}': unknown model '{name}'{where}; known models: {string.Join(", ", ModelRegistry.All.Select(v => v.Name))}", path);
+
+    private static ImageClassifier Create(ModelConfig config, string path)
+    {
+        Variant(config.Name, path, " in its sidecar");
+        try
+        {
+            return ModelRegistry.Create(config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException($"cannot build the model of '{path}': {e.Message}", path, e);
+        }
+    }
+}

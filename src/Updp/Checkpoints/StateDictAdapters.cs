@@ -1,0 +1,87 @@
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Checkpoints;
+
+/// <summary>
+/// How a state dict from outside Updp (no sidecar) maps onto one model family.
+/// </summary>
+/// <param name="InferConfig">
+/// Given the registered model name, the state dict (already in the family's names) and the source
+/// name for messages, returns the configuration whose model the tensors fit: class count, input
+/// channels, stem stride and so on. Throws <see cref="CheckpointException"/> when it cannot tell.
+/// </param>
+/// <param name="MapKey">
+/// Optional naming filter from the checkpoint's names to the family's (null drops a tensor);
+/// applied after DataParallel's <c>module.</c> prefix is removed and before <paramref name="InferConfig"/>.
+/// </param>
+public sealed record StateDictAdapter(
+    Func<string, IReadOnlyDictionary<string, Tensor>, string, ModelConfig> InferConfig,
+    Func<string, string?>? MapKey = null);
+
+/// <summary>The <see cref="StateDictAdapter"/> of each model family, by family name.</summary>
+public static class StateDictAdapters
+{
+    private static readonly Dictionary<string, StateDictAdapter> Adapters = new(StringComparer.Ordinal)
+    {
+        ["convnext"] = new StateDictAdapter(InferConvNeXt),
+    };
+
+    private static readonly Lock Gate = new();
+
+    /// <summary>Adds or replaces the adapter of a family.</summary>
+    public static void Register(string family, StateDictAdapter adapter)
+    {
+        lock (Gate)
+        {
+            Adapters[family] = adapter;
+        }
+    }
+
+    /// <summary>The adapter of a family, or null when the family has none.</summary>
+    public static StateDictAdapter? Find(string family)
+    {
+        lock (Gate)
+        {
+            return Adapters.GetValueOrDefault(family);
+        }
+    }
+
+    /// <summary>
+    /// ConvNeXt (timm names): input channels from <c>stem.0.weight</c> [C0, in_chans, k, k], stem
+    /// stride from its kernel size k (the patchify stem's kernel equals its stride), classes from
+    /// <c>head.fc.weight</c> [num_classes, C].
+    /// </summary>
+    internal static ModelConfig InferConvNeXt(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var stem = Require(stateDict, "stem.0.weight", 4, sourceName);
+        var fc = Require(stateDict, "head.fc.weight", 2, sourceName);
+        if (stem.shape[2] != stem.shape[3])
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': stem.0.weight has a non-square kernel [{string.Join(", ", stem.shape)}]; ConvNeXt's patchify stem is square", sourceName);
+        }
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)stem.shape[1]),
+            NumClasses = checked((int)fc.shape[0]),
+            StemStride = checked((int)stem.shape[2]),
+        };
+    }
+
+    private static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
+    {
+        if (!stateDict.TryGetValue(name, out var t))
+        {
+            throw new CheckpointException(
+                $"'{sourceName}' has no tensor '{name}', which is needed to infer the model's configuration; is it a checkpoint of this model family?", sourceName);
+        }
+        if (t.shape.Length != dims)
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': '{name}' has shape [{string.Join(", ", t.shape)}], expected {dims} dimensions", sourceName);
+        }
+        return t;
+    }
+}
