@@ -7,4 +7,26 @@ internal static class CommonOptions
 {
     public static Option<string?> Checkpoint() =>
         new("--checkpoint") { Description = "Model file: our .safetensors (+ .json sidecar), or a PyTorch state dict (.pt/.pth/.safetensors) with --model." };
+
+    public static Option<string?> Model() =>
+        new("--model") { Description = "Model name (see `updp models`); needed for state dicts without a sidecar." };
+
+    public static Option<string> Data() =>
+        new("--data") { Description = "fashion-mnist, mnist, or a directory holding the four idx files.", DefaultValueFactory = _ => "fashion-mnist" };
+
+    public static Option<int> Seed() => new("--seed") { Description = "Random seed (initialisation, data order, augmentation, validation split)." };
+
+    public static Option<int?> Threads() => new("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." };
+
+    public static void ApplyThreads(int? threads)
+    {
+        if (threads is int n)
+        {
+            if (n < 1)
+            {
+                throw new ArgumentException($"--threads must be ≥ 1, got {n}");
+            }
+            TorchSharp.torch.set_num_threads(n);
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using Updp.Checkpoints;
 using Updp.Models;
 
 namespace Updp.Cli;
@@ -5,12 +6,21 @@ namespace Updp.Cli;
 /// <summary>Builds the model a verb works on from --checkpoint and/or --model.</summary>
 internal static class ModelLoading
 {
-    /// <summary>Small inputs (≤ 64 px) use the family's small-input stem unless --stem-stride says otherwise.</summary>
+    /// <summary>Loads --checkpoint (with --model naming the model of a bare state dict), in eval mode.</summary>
+    public static LoadedCheckpoint Load(string? checkpoint, string? model) =>
+        checkpoint is null
+            ? throw new ArgumentException("--checkpoint FILE is required")
+            : Checkpoint.Load(checkpoint, model);
+
+    /// <summary>
+    /// The checkpoint's model when --checkpoint is given; otherwise a freshly initialised --model,
+    /// where small inputs (≤ 64 px) use the family's small-input stem unless --stem-stride says otherwise.
+    /// </summary>
     public static ImageClassifier FromOptions(string? checkpoint, string? model, int inChans, int numClasses, int? stemStride, int inputSize)
     {
         if (checkpoint is not null)
         {
-            throw new ArgumentException("--checkpoint is not supported yet by this verb");
+            return Checkpoint.Load(checkpoint, model).Model;
         }
         if (model is null)
         {

@@ -93,10 +93,10 @@ public static class Checkpoint
                     throw new CheckpointException($"cannot write checkpoint '{path}': '{target}' is a directory", path);
                 }
             }
-            tmpWeights = TempPath(full);
-            WriteNew(tmpWeights, s => Safetensors.Write(s, model.state_dict(), metadata));
-            tmpSidecar = TempPath(sidecar);
-            WriteNew(tmpSidecar, s =>
+            tmpWeights = AtomicFile.TempPath(full);
+            AtomicFile.WriteNew(tmpWeights, s => Safetensors.Write(s, model.state_dict(), metadata));
+            tmpSidecar = AtomicFile.TempPath(sidecar);
+            AtomicFile.WriteNew(tmpSidecar, s =>
             {
                 s.Write(json);
                 s.WriteByte((byte)'\n');
@@ -113,34 +113,8 @@ public static class Checkpoint
         }
         finally
         {
-            TryDelete(tmpWeights);
-            TryDelete(tmpSidecar);
-        }
-    }
-
-    private static string TempPath(string target) =>
-        Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.{Guid.NewGuid():N}.tmp");
-
-    private static void WriteNew(string path, Action<Stream> write)
-    {
-        using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-        write(stream);
-        stream.Flush(flushToDisk: true);
-    }
-
-    private static void TryDelete(string? path)
-    {
-        if (path is null)
-        {
-            return;
-        }
-        try
-        {
-            File.Delete(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The original error matters more than a leftover temporary file.
+            AtomicFile.TryDelete(tmpWeights);
+            AtomicFile.TryDelete(tmpSidecar);
         }
     }
 

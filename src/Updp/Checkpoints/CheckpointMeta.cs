@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using Updp.Data;
 using Updp.Models;
 
 namespace Updp.Checkpoints;
@@ -37,6 +38,9 @@ public sealed record CheckpointMeta
     /// and loading refuses a pair whose ids differ (a save interrupted between the two renames).
     /// </summary>
     [JsonPropertyName("weights_id")] public string? WeightsId { get; init; }
+
+    /// <summary>How input images were prepared (input size, normalisation); null for foreign state dicts.</summary>
+    [JsonPropertyName("preprocessing")] public Preprocessing? Preprocessing { get; init; }
 
     /// <summary>Room for later features (e.g. pruning state), each under its own key.</summary>
     [JsonPropertyName("extra")] public JsonObject? Extra { get; init; }

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using Spectre.Console;
+using Updp.Training;
+
+namespace Updp.Cli.Commands;
+
+/// <summary><c>updp train</c>: train a classifier and write model.safetensors and metrics.json.</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Registered model name (see `updp models`).", Required = true };
+        var data = CommonOptions.Data();
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs };
+        var outDir = new Option<string>("--out") { Description = "Run directory for checkpoints and metrics.", Required = true };
+        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW).", DefaultValueFactory = _ => new TrainOptions().LearningRate };
+        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
+        var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs };
+        var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
+        var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
+        var seed = CommonOptions.Seed();
+        var inputSize = new Option<int>("--input-size") { Description = "Network input side; images are zero-padded to it.", DefaultValueFactory = _ => 32 };
+        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." };
+        var valSize = new Option<int>("--val-size") { Description = "Validation images carved from the training set.", DefaultValueFactory = _ => 5000 };
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Train on the first N training images only." };
+        var maxSteps = new Option<int?>("--max-steps") { Description = "Stop each epoch after N steps." };
+        var init = new Option<string?>("--checkpoint") { Description = "Start from these weights (our checkpoint or a PyTorch state dict)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
+        var threads = CommonOptions.Threads();
+        var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
+        {
+            model, data, epochs, outDir, batch, lr, wd, warmup, smoothing, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, resume, threads,
+        };
+        command.SetAction(parse =>
+        {
+            CommonOptions.ApplyThreads(parse.GetValue(threads));
+            var options = new TrainRunOptions
+            {
+                ModelName = parse.GetValue(model)!,
+                Data = parse.GetValue(data)!,
+                OutDir = parse.GetValue(outDir)!,
+                InputSize = parse.GetValue(inputSize),
+                StemStride = parse.GetValue(stemStride),
+                DropPathRate = parse.GetValue(dropPath),
+                ValidationCount = parse.GetValue(valSize),
+                TrainLimit = parse.GetValue(trainLimit),
+                InitCheckpoint = parse.GetValue(init),
+                Resume = parse.GetValue(resume),
+                Train = new TrainOptions
+                {
+                    Epochs = parse.GetValue(epochs),
+                    BatchSize = parse.GetValue(batch),
+                    LearningRate = parse.GetValue(lr),
+                    WeightDecay = parse.GetValue(wd),
+                    WarmupEpochs = parse.GetValue(warmup),
+                    LabelSmoothing = parse.GetValue(smoothing),
+                    Seed = parse.GetValue(seed),
+                    MaxStepsPerEpoch = parse.GetValue(maxSteps),
+                },
+            };
+            var metrics = Run(options);
+            return metrics is null ? 1 : 0;
+        });
+        return command;
+    }
+
+    /// <summary>Trains with a progress display and prints the result; shared with <c>updp demo</c>.</summary>
+    public static TrainMetrics Run(TrainRunOptions options)
+    {
+        AnsiConsole.MarkupLine(Markup.Escape(
+            $"training {options.ModelName} on {options.Data} for {options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, " +
+            $"seed {options.Train.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
+        var metrics = ConsoleProgress.Train(options.ModelName, (progress, epochDone) => TrainingRun.Run(options, progress, epochDone));
+        AnsiConsole.MarkupLine(Markup.Escape(
+            $"test top-1 {metrics.Top1:P2} (best epoch {metrics.BestEpoch}, val top-1 {metrics.ValTop1:P2}), {metrics.Params:N0} params, " +
+            $"{metrics.Macs:N0} MACs, {metrics.TrainSeconds:F0} s training"));
+        AnsiConsole.MarkupLine(Markup.Escape($"wrote {Path.Combine(options.OutDir, "model.safetensors")} and {Path.Combine(options.OutDir, "metrics.json")}"));
+        return metrics;
+    }
+}

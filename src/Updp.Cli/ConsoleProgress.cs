@@ -1,0 +1,45 @@
+using Spectre.Console;
+using Updp.Training;
+
+namespace Updp.Cli;
+
+/// <summary>Reports synchronously on the calling thread (System.Progress posts to the thread pool, out of order).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>Draws a training run: one bar over all steps with loss, accuracy, images/s and ETA, plus a line per epoch.</summary>
+internal static class ConsoleProgress
+{
+    public static T Train<T>(string title, Func<IProgress<TrainProgress>, Action<EpochResult>, T> run)
+    {
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(title), maxValue: 1);
+                var lastDraw = DateTime.MinValue;
+                var progress = new SyncProgress<TrainProgress>(p =>
+                {
+                    task.MaxValue = (double)p.Epochs * p.StepsPerEpoch;
+                    task.Value = ((double)(p.Epoch - 1) * p.StepsPerEpoch) + p.Step;
+                    if ((DateTime.UtcNow - lastDraw).TotalMilliseconds > 250 || p.Step == p.StepsPerEpoch)
+                    {
+                        lastDraw = DateTime.UtcNow;
+                        task.Description = Markup.Escape(
+                            $"{title} epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F3} acc {p.Accuracy:P1} {p.ImagesPerSecond:F0} img/s lr {p.LearningRate:G3} ETA {p.Eta:hh\\:mm\\:ss}");
+                    }
+                });
+                result = run(progress, epoch => AnsiConsole.MarkupLine(Markup.Escape(
+                    $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +
+                    $"{(epoch.IsBest ? " (best)" : "")} | {epoch.Seconds:F0} s")));
+                task.Value = task.MaxValue;
+            });
+        return result;
+    }
+}
