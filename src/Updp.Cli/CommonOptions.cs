@@ -18,6 +18,22 @@ internal static class CommonOptions
 
     public static Option<int?> Threads() => new("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." };
 
+    /// <summary>Parses "1,32" (and repeated or space-separated values) into positive integers.</summary>
+    public static int[] ParseIntList(System.CommandLine.Parsing.ArgumentResult result)
+    {
+        var values = new List<int>();
+        foreach (var token in result.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            if (!int.TryParse(token, out var v) || v < 1)
+            {
+                result.AddError($"{result.Argument.Name}: '{token}' is not a positive integer");
+                return [];
+            }
+            values.Add(v);
+        }
+        return [.. values];
+    }
+
     public static void ApplyThreads(int? threads)
     {
         if (threads is int n)

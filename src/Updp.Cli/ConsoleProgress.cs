@@ -14,6 +14,10 @@ internal static class ConsoleProgress
 {
     public static T Train<T>(string title, Func<IProgress<TrainProgress>, Action<EpochResult>, T> run)
     {
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            return TrainPlain(title, run);
+        }
         T result = default!;
         AnsiConsole.Progress()
             .AutoClear(false)
@@ -35,11 +39,29 @@ internal static class ConsoleProgress
                             $"{title} epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F3} acc {p.Accuracy:P1} {p.ImagesPerSecond:F0} img/s lr {p.LearningRate:G3} ETA {p.Eta:hh\\:mm\\:ss}");
                     }
                 });
-                result = run(progress, epoch => AnsiConsole.MarkupLine(Markup.Escape(
-                    $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +
-                    $"{(epoch.IsBest ? " (best)" : "")} | {epoch.Seconds:F0} s")));
+                result = run(progress, PrintEpoch);
                 task.Value = task.MaxValue;
             });
         return result;
     }
+
+    /// <summary>Logs and pipes get a status line every 30 s instead of a redrawn bar.</summary>
+    private static T TrainPlain<T>(string title, Func<IProgress<TrainProgress>, Action<EpochResult>, T> run)
+    {
+        var lastLine = DateTime.UtcNow;
+        var progress = new SyncProgress<TrainProgress>(p =>
+        {
+            if ((DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+            {
+                lastLine = DateTime.UtcNow;
+                Console.WriteLine($"{title} epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.StepsPerEpoch} loss {p.Loss:F3} acc {p.Accuracy:P1} " +
+                    $"{p.ImagesPerSecond:F0} img/s ETA {p.Eta:hh\\:mm\\:ss}");
+            }
+        });
+        return run(progress, PrintEpoch);
+    }
+
+    private static void PrintEpoch(EpochResult epoch) => AnsiConsole.MarkupLine(Markup.Escape(
+        $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +
+        $"{(epoch.IsBest ? " (best)" : "")} | {epoch.Seconds:F0} s"));
 }

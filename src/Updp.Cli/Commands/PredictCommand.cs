@@ -78,14 +78,13 @@ internal static class PredictCommand
     private static (Tensor Input, List<string> Names) ReadTensor(string path, long inChans)
     {
         var tensors = StateDict.Read(path);
-        if (tensors.Count != 1)
-        {
-            throw new ArgumentException($"'{path}' holds {tensors.Count} tensors ({string.Join(", ", tensors.Keys)}); --tensor expects exactly one NCHW tensor");
-        }
-        var x = tensors.Values.Single();
+        // One tensor, or several of which one is called "input" (e.g. a file that also holds expected outputs).
+        var (name, x) = tensors.Count == 1 ? (tensors.Keys.Single(), tensors.Values.Single())
+            : tensors.TryGetValue("input", out var named) ? ("input", named)
+            : throw new ArgumentException($"'{path}' holds {tensors.Count} tensors ({string.Join(", ", tensors.Keys)}) and none is called 'input'; --tensor expects one NCHW tensor");
         if (x.dim() != 4 || x.shape[1] != inChans || x.dtype != ScalarType.Float32)
         {
-            throw new ArgumentException($"tensor '{tensors.Keys.Single()}' in '{path}' is {x.dtype} [{string.Join(",", x.shape)}]; expected float32 [N,{inChans},H,W]");
+            throw new ArgumentException($"tensor '{name}' in '{path}' is {x.dtype} [{string.Join(",", x.shape)}]; expected float32 [N,{inChans},H,W]");
         }
         return (x, Enumerable.Range(0, (int)x.shape[0]).Select(i => $"{Path.GetFileName(path)}[{i}]").ToList());
     }

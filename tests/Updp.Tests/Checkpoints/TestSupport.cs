@@ -6,33 +6,6 @@ using static TorchSharp.torch;
 
 namespace Updp.Tests.Checkpoints;
 
-/// <summary>A fresh directory under the system temp directory, removed on dispose.</summary>
-internal sealed class TempDir : IDisposable
-{
-    public TempDir() => Directory.CreateDirectory(Path);
-
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "updp-ckpt-" + Guid.NewGuid().ToString("N"));
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    /// <summary>Every file below the directory, relative, sorted; temporary files included.</summary>
-    public string[] Files() =>
-        Directory.EnumerateFileSystemEntries(Path, "*", SearchOption.AllDirectories)
-            .Select(f => System.IO.Path.GetRelativePath(Path, f)).Order(StringComparer.Ordinal).ToArray();
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-            // Best effort: a leftover temp directory must not fail a test.
-        }
-    }
-}
-
 /// <summary>One tensor as an independent minimal safetensors parser sees it.</summary>
 internal sealed record RawTensor(string DType, long[] Shape, byte[] Data);
 

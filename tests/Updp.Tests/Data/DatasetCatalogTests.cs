@@ -4,7 +4,7 @@ namespace Updp.Tests.Data;
 
 public sealed class DatasetCatalogTests : IDisposable
 {
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

@@ -20,7 +20,7 @@ public sealed class IdxReaderTests : IDisposable
     // Magic 0x00000801, count 3, then three labels.
     private static readonly byte[] ThreeLabels = [0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x03, 9, 0, 4];
 
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

@@ -1,0 +1,24 @@
+using System.CommandLine;
+using Updp.Cli.Commands;
+
+namespace Updp.Cli;
+
+/// <summary>The <c>updp</c> command line: one class per verb under Commands/.</summary>
+public static class UpdpCli
+{
+    public static RootCommand Build() => new("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
+    {
+        ModelsCommand.Create(),
+        InfoCommand.Create(),
+        TrainCommand.Create(),
+        EvalCommand.Create(),
+        PredictCommand.Create(),
+        BenchCommand.Create(),
+        DemoCommand.Create(),
+    };
+
+    /// <summary>Runs the tool; input errors print one line on stderr and return 2.</summary>
+    public static int Run(string[] args) =>
+        // Our own handler prints input errors as one line; anything else keeps its stack trace.
+        CliErrors.Run(() => Build().Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+}

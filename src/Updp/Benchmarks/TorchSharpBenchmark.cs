@@ -1,0 +1,38 @@
+using TorchSharp;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Benchmarks;
+
+/// <summary>Measures a model in TorchSharp on random inputs: inference latency or one training step.</summary>
+public static class TorchSharpBenchmark
+{
+    /// <summary>Eval-mode forward pass without gradients.</summary>
+    public static LatencyStats Inference(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
+    {
+        model.eval();
+        using var x = randn(batch, model.Config.InChans, resolution, resolution);
+        return LatencyStats.Measure(() =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            model.call(x);
+        }, batch, warmup, runs);
+    }
+
+    /// <summary>One AdamW training step (zero_grad, forward, cross-entropy, backward, step).</summary>
+    public static LatencyStats TrainStep(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
+    {
+        model.train();
+        using var x = randn(batch, model.Config.InChans, resolution, resolution);
+        using var y = randint(0, model.Config.NumClasses, batch);
+        using var optimizer = optim.AdamW(model.parameters(), 1e-3);
+        return LatencyStats.Measure(() =>
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            nn.functional.cross_entropy(model.call(x), y).backward();
+            optimizer.step();
+        }, batch, warmup, runs);
+    }
+}
