@@ -122,14 +122,14 @@ public sealed class ConvNeXtStage : nn.Module<Tensor, Tensor>
     private readonly ModuleList<nn.Module<Tensor, Tensor>> blocks;
 #pragma warning restore IDE1006
 
-    public ConvNeXtStage(long inDim, long outDim, int depth, bool downsampleInput, bool convMlp, IReadOnlyList<double> dropPaths)
+    public ConvNeXtStage(long inDim, long outDim, int depth, bool downsampleInput, bool convMlp, IReadOnlyList<double> dropPaths, double layerScaleInit)
         : base(nameof(ConvNeXtStage))
     {
         downsample = downsampleInput
             ? nn.Sequential(new LayerNorm2d(inDim), nn.Conv2d(inDim, outDim, kernel_size: 2, stride: 2))
             : nn.Identity();
         blocks = new ModuleList<nn.Module<Tensor, Tensor>>(
-            Enumerable.Range(0, depth).Select(j => (nn.Module<Tensor, Tensor>)new ConvNeXtBlock(outDim, convMlp, dropPaths[j])).ToArray());
+            Enumerable.Range(0, depth).Select(j => (nn.Module<Tensor, Tensor>)new ConvNeXtBlock(outDim, convMlp, dropPaths[j], layerScaleInit)).ToArray());
         RegisterComponents();
     }
 
@@ -175,6 +175,8 @@ public sealed class ConvNeXt : ImageClassifier
 
     public const int DefaultStemStride = 4;
 
+    public const double DefaultLayerScaleInit = 1e-6;
+
 #pragma warning disable IDE1006
     private readonly Sequential stem;
     private readonly ModuleList<ConvNeXtStage> stages;
@@ -202,7 +204,8 @@ public sealed class ConvNeXt : ImageClassifier
         for (var i = 0; i < arch.Depths.Length; i++)
         {
             var inDim = i == 0 ? arch.Dims[0] : arch.Dims[i - 1];
-            stages.Add(new ConvNeXtStage(inDim, arch.Dims[i], arch.Depths[i], i > 0, arch.ConvMlp, rates[offset..(offset + arch.Depths[i])]));
+            stages.Add(new ConvNeXtStage(inDim, arch.Dims[i], arch.Depths[i], i > 0, arch.ConvMlp, rates[offset..(offset + arch.Depths[i])],
+                config.LayerScaleInit ?? DefaultLayerScaleInit));
             offset += arch.Depths[i];
         }
         head = new ConvNeXtHead(arch.Dims[^1], config.NumClasses);

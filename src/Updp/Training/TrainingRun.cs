@@ -27,6 +27,12 @@ public sealed record TrainRunOptions
 
     public double DropPathRate { get; init; }
 
+    /// <summary>Random-crop padding of the training augmentation (0 disables the crop).</summary>
+    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
+
+    /// <summary>Random horizontal flips in the training augmentation.</summary>
+    public bool HorizontalFlip { get; init; } = true;
+
     public int ValidationCount { get; init; } = DataSplits.DefaultValidationCount;
 
     /// <summary>Use only the first N training images (quick runs and tests).</summary>
@@ -82,7 +88,7 @@ public static class TrainingRun
             (epoch, metrics) => new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing },
             options.Resume);
 
-        var train = new BatchLoader(splits.Train, ImageTransform.ForTraining(splits.Normalization, options.InputSize),
+        var train = new BatchLoader(splits.Train, ImageTransform.ForTraining(splits.Normalization, options.InputSize, options.CropPadding, options.HorizontalFlip),
             new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed });
         var val = EvalLoader(splits.Validation, preprocessing, options.EvalBatchSize);
         var trainer = new Trainer(model, options.Train);
