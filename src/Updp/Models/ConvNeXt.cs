@@ -35,7 +35,7 @@ public sealed class ConvNeXtBlock : nn.Module<Tensor, Tensor>
         conv_dw = new DepthwiseConv2d(dim, 7);
         norm = convMlp ? new LayerNorm2d(dim, _normEps) : nn.LayerNorm(dim, eps: _normEps);
         mlp = new ConvNeXtMlp(dim, 4 * dim, convMlp);
-        gamma = new Parameter(full(dim, layerScaleInit));
+        gamma = new Parameter(full(dim, layerScaleInit).DetachFromDisposeScope());
         drop_path = new DropPath(dropPath);
         RegisterComponents();
     }

@@ -22,8 +22,9 @@ public sealed class LayerNorm2d : nn.Module<Tensor, Tensor>
     {
         _shape = [channels];
         _eps = eps;
-        weight = new Parameter(ones(channels));
-        bias = new Parameter(zeros(channels));
+        // Detached so that a model built inside a caller's dispose scope keeps its parameters.
+        weight = new Parameter(ones(channels).DetachFromDisposeScope());
+        bias = new Parameter(zeros(channels).DetachFromDisposeScope());
         RegisterComponents();
     }
 
