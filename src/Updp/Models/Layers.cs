@@ -63,6 +63,28 @@ public sealed class DropPath : nn.Module<Tensor, Tensor>
     }
 }
 
+internal static class ModuleLists
+{
+    /// <summary>Replaces entry <paramref name="index"/> and returns the old one.</summary>
+    public static T Replace<T>(ModuleList<T> list, int index, T module) where T : nn.Module
+    {
+        var old = list[index];
+        list[index] = module;
+        // TorchSharp's indexer changes the list but not the registered submodules that
+        // named_parameters() and state_dict() read. Re-registering from the index on keeps them in
+        // list order (a removed name would otherwise come back at the end).
+        for (var k = index; k < list.Count; k++)
+        {
+            list.register_module($"{k}", null!);
+        }
+        for (var k = index; k < list.Count; k++)
+        {
+            list.register_module($"{k}", list[k]);
+        }
+        return old;
+    }
+}
+
 /// <summary>Weight initialisation shared by the families (timm's conventions).</summary>
 internal static class Init
 {
