@@ -1,6 +1,8 @@
 using TorchSharp;
+using Updp.Data;
 using Updp.Models;
 using Updp.Pruning;
+using Updp.Tests.Data;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 
@@ -52,6 +54,29 @@ public class MergeTests
         Assert.Equal(ModelProfiler.CountParameters(model), report.ParamsAfter);
         Assert.True(report.ParamsAfter < report.ParamsBefore);
         Assert.True(model.modules().Count() < modulesBefore);
+    }
+
+    [Fact]
+    public void PruneRecalibrateAndMergeOnRealImages()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Atto(20);
+        var images = FashionMnistFiles.Test;
+        var loader = new BatchLoader(images.Take(96),
+            ImageTransform.ForEvaluation(Normalization.FashionMnist), new BatchLoaderOptions { BatchSize = 32 });
+        var batches = loader.Epoch(0).Select(b => b.Images).ToList();
+        foreach (var b in model.Blocks.Where(b => b.Index % 3 == 1))
+        {
+            model.Prune(b.Index).Lambda = 1;
+        }
+
+        var calibrated = BatchNormCalibration.Recalibrate(model, batches.Take(2));
+        var report = Merger.MergeAll(model, batches.Skip(2), randomBatches: 1);
+
+        Assert.Equal(4, calibrated);
+        Assert.Equal([1, 4, 7, 10], report.MergedBlocks);
+        Assert.Equal(2, report.Batches);
+        Assert.True(report.MaxAbsDiff < 1e-5 * Math.Max(1, report.MaxAbsOutput), $"merge error {report.MaxAbsDiff}");
     }
 
     [Fact]
