@@ -35,7 +35,7 @@ public sealed class ConvNeXtBlock : nn.Module<Tensor, Tensor>
         conv_dw = new DepthwiseConv2d(dim, 7);
         norm = convMlp ? new LayerNorm2d(dim, _normEps) : nn.LayerNorm(dim, eps: _normEps);
         mlp = new ConvNeXtMlp(dim, 4 * dim, convMlp);
-        gamma = new Parameter(full(dim, layerScaleInit));
+        gamma = new Parameter(full(dim, layerScaleInit).DetachFromDisposeScope());
         drop_path = new DropPath(dropPath);
         RegisterComponents();
     }
@@ -51,7 +51,15 @@ public sealed class ConvNeXtBlock : nn.Module<Tensor, Tensor>
     public Parameter Gamma => gamma;
 
     /// <summary>The LayerNorm's affine parameters, whichever module kind holds them.</summary>
-    public (Tensor Weight, Tensor Bias) NormParameters => norm switch
+    public (Tensor Weight, Tensor Bias) NormParameters => NormAffine(norm);
+
+    internal double NormEps => _normEps;
+
+    internal nn.Module<Tensor, Tensor> Norm => norm;
+
+    internal DropPath DropPath => drop_path;
+
+    internal static (Tensor Weight, Tensor Bias) NormAffine(nn.Module<Tensor, Tensor> norm) => norm switch
     {
         LayerNorm2d ln2d => (ln2d.Weight, ln2d.Bias),
         LayerNorm ln => (ln.weight!, ln.bias!),
@@ -133,8 +141,11 @@ public sealed class ConvNeXtStage : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The residual blocks; the pruning stages swap entries for pruned or merged forms.</summary>
+    /// <summary>The residual blocks. Swap entries with <see cref="ReplaceBlock"/>: the indexer does not re-register them.</summary>
     public ModuleList<nn.Module<Tensor, Tensor>> Blocks => blocks;
+
+    /// <summary>Replaces block <paramref name="index"/> of this stage (see <see cref="ImageClassifier.ReplaceBlock"/>).</summary>
+    public nn.Module<Tensor, Tensor> ReplaceBlock(int index, nn.Module<Tensor, Tensor> module) => ModuleLists.Replace(blocks, index, module);
 
     public override Tensor forward(Tensor x)
     {
@@ -183,7 +194,8 @@ public sealed class ConvNeXt : ImageClassifier
     private readonly ConvNeXtHead head;
 #pragma warning restore IDE1006
 
-    private readonly List<PrunableBlock> _blocks = [];
+    // Replaced as a whole by ReplaceBlock, so that callers may replace blocks while enumerating Blocks.
+    private IReadOnlyList<PrunableBlock> _blocks;
 
     public ConvNeXt(ModelConfig config, Architecture arch) : base(nameof(ConvNeXt), config)
     {
@@ -212,19 +224,36 @@ public sealed class ConvNeXt : ImageClassifier
         RegisterComponents();
 
         Init.TruncNormalWeights(this);
+        var blocks = new List<PrunableBlock>();
         for (var i = 0; i < stages.Count; i++)
         {
             var stageBlocks = stages[i].Blocks;
             for (var j = 0; j < stageBlocks.Count; j++)
             {
-                _blocks.Add(new PrunableBlock(_blocks.Count, i, $"stages.{i}.blocks.{j}", stageBlocks[j]));
+                blocks.Add(new PrunableBlock(blocks.Count, i, $"stages.{i}.blocks.{j}", stageBlocks[j]));
             }
         }
+        _blocks = blocks.AsReadOnly();
     }
 
     public Architecture Arch { get; }
 
     public override IReadOnlyList<PrunableBlock> Blocks => _blocks;
+
+    public override nn.Module<Tensor, Tensor> ReplaceBlock(int index, nn.Module<Tensor, Tensor> module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _blocks.Count);
+        var block = _blocks[index];
+        var first = _blocks.First(b => b.Stage == block.Stage).Index;
+        module.train(training);
+        var old = stages[block.Stage].ReplaceBlock(index - first, module);
+        var blocks = _blocks.ToArray();
+        blocks[index] = block with { Module = module };
+        _blocks = Array.AsReadOnly(blocks);
+        return old;
+    }
 
     public override Tensor ForwardFeatures(Tensor x)
     {

@@ -45,8 +45,8 @@ public sealed class DepthwiseConv2d : nn.Module<Tensor, Tensor>, IMacCounter
         _radius = kernelSize / 2;
         // nn.Conv2d's default initialisation, so the layer behaves like the module it replaces.
         using var conv = nn.Conv2d(channels, channels, kernelSize, padding: _radius, groups: channels);
-        weight = new Parameter(conv.weight.detach().clone());
-        bias = new Parameter(conv.bias!.detach().clone());
+        weight = new Parameter(conv.weight.detach().clone().DetachFromDisposeScope());
+        bias = new Parameter(conv.bias!.detach().clone().DetachFromDisposeScope());
         RegisterComponents();
     }
 

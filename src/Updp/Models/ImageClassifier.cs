@@ -19,6 +19,17 @@ public abstract class ImageClassifier : nn.Module<Tensor, Tensor>
     /// <summary>The prunable residual blocks in execution order.</summary>
     public abstract IReadOnlyList<PrunableBlock> Blocks { get; }
 
+    /// <summary>
+    /// Puts <paramref name="module"/> in the place of block <paramref name="index"/>: its parameters
+    /// and buffers appear under the block's <see cref="PrunableBlock.Path"/> in <c>named_parameters()</c>
+    /// and <c>state_dict()</c>, in the same position as the old block's, and the old block's are gone.
+    /// The module takes the model's train/eval mode, and <see cref="Blocks"/> lists it.
+    /// </summary>
+    /// <returns>The module it replaced, not disposed: a pruned form shares its parameters.</returns>
+    /// <exception cref="NotSupportedException">The family does not implement it (models without prunable blocks).</exception>
+    public virtual nn.Module<Tensor, Tensor> ReplaceBlock(int index, nn.Module<Tensor, Tensor> module) =>
+        throw new NotSupportedException($"{GetType().Name} does not support replacing its blocks");
+
     /// <summary>Runs the classifier up to (and including) the pooled features, without the final layer.</summary>
     public abstract Tensor ForwardFeatures(Tensor x);
 }

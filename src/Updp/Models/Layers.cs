@@ -22,8 +22,9 @@ public sealed class LayerNorm2d : nn.Module<Tensor, Tensor>
     {
         _shape = [channels];
         _eps = eps;
-        weight = new Parameter(ones(channels));
-        bias = new Parameter(zeros(channels));
+        // Detached so that a model built inside a caller's dispose scope keeps its parameters.
+        weight = new Parameter(ones(channels).DetachFromDisposeScope());
+        bias = new Parameter(zeros(channels).DetachFromDisposeScope());
         RegisterComponents();
     }
 
@@ -59,6 +60,28 @@ public sealed class DropPath : nn.Module<Tensor, Tensor>
         }
         var mask = empty(shape, x.dtype, x.device).bernoulli_(keep);
         return x * mask / keep;
+    }
+}
+
+internal static class ModuleLists
+{
+    /// <summary>Replaces entry <paramref name="index"/> and returns the old one.</summary>
+    public static T Replace<T>(ModuleList<T> list, int index, T module) where T : nn.Module
+    {
+        var old = list[index];
+        list[index] = module;
+        // TorchSharp's indexer changes the list but not the registered submodules that
+        // named_parameters() and state_dict() read. Re-registering from the index on keeps them in
+        // list order (a removed name would otherwise come back at the end).
+        for (var k = index; k < list.Count; k++)
+        {
+            list.register_module($"{k}", null!);
+        }
+        for (var k = index; k < list.Count; k++)
+        {
+            list.register_module($"{k}", list[k]);
+        }
+        return old;
     }
 }
 

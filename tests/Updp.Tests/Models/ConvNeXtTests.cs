@@ -98,6 +98,22 @@ public class ConvNeXtTests
     }
 
     [Fact]
+    public void ModelBuiltInsideADisposeScopeKeepsItsParameters()
+    {
+        ImageClassifier model;
+        using (NewDisposeScope())
+        {
+            model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
+        }
+        using (model)
+        {
+            Assert.All(model.named_parameters(), p => Assert.False(p.parameter.IsInvalid, $"{p.name} was disposed with the scope"));
+            using var scope = NewDisposeScope();
+            Assert.Equal([2L, 10L], model.call(randn(2, 1, 32, 32)).shape);
+        }
+    }
+
+    [Fact]
     public void ProfileCountsMacsOfEveryBlock()
     {
         using var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));

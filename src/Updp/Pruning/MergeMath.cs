@@ -1,0 +1,31 @@
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>
+/// The merge algebra as pure tensor functions (no modules, no state), each tested on its own
+/// against a naive computation. Rules call them in float64 and cast the result once.
+/// </summary>
+internal static class MergeMath
+{
+    /// <summary>
+    /// Folds an eval-mode batch norm into the layer before it, whose weight has one output channel per
+    /// row (dim 0): s = γ/√(σ²+ε), W' = s·W, b' = s·(b−μ)+β.
+    /// </summary>
+    public static (Tensor Weight, Tensor Bias) FoldBatchNorm(
+        Tensor weight, Tensor bias, Tensor runningMean, Tensor runningVar, Tensor bnWeight, Tensor bnBias, double eps)
+    {
+        var scale = bnWeight / (runningVar + eps).sqrt();
+        var shape = Enumerable.Repeat(1L, (int)weight.dim()).ToArray();
+        shape[0] = -1;
+        return (weight * scale.view(shape), ((bias - runningMean) * scale) + bnBias);
+    }
+
+    /// <summary>W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂), for weights in [out, in] layout.</summary>
+    public static (Tensor Weight, Tensor Bias) ComposeLinear(Tensor w1, Tensor b1, Tensor w2, Tensor b2) =>
+        (w2.matmul(w1), w2.matmul(b1) + b2);
+
+    /// <summary>diag(s)·(Wx + b): row i of W and entry i of b scaled by s[i].</summary>
+    public static (Tensor Weight, Tensor Bias) ScaleRows(Tensor scale, Tensor weight, Tensor bias) =>
+        (weight * scale.unsqueeze(1), bias * scale);
+}
