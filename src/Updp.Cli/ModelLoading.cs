@@ -1,16 +1,17 @@
 using Updp.Checkpoints;
 using Updp.Models;
+using Updp.Pruning;
 
 namespace Updp.Cli;
 
 /// <summary>Builds the model a verb works on from --checkpoint and/or --model.</summary>
 internal static class ModelLoading
 {
-    /// <summary>Loads --checkpoint (with --model naming the model of a bare state dict), in eval mode.</summary>
+    /// <summary>Loads --checkpoint (with --model naming the model of a bare state dict) in eval mode, pruned and merged blocks included.</summary>
     public static LoadedCheckpoint Load(string? checkpoint, string? model) =>
         checkpoint is null
             ? throw new ArgumentException("--checkpoint FILE is required")
-            : Checkpoint.Load(checkpoint, model);
+            : Checkpoint.Load(checkpoint, model, PrunedModels.LoadOptions);
 
     /// <summary>
     /// The checkpoint's model when --checkpoint is given; otherwise a freshly initialised --model,
@@ -20,7 +21,7 @@ internal static class ModelLoading
     {
         if (checkpoint is not null)
         {
-            return Checkpoint.Load(checkpoint, model).Model;
+            return Checkpoint.Load(checkpoint, model, PrunedModels.LoadOptions).Model;
         }
         if (model is null)
         {

@@ -14,6 +14,7 @@ public static class UpdpCli
         EvalCommand.Create(),
         PredictCommand.Create(),
         BenchCommand.Create(),
+        MergeCommand.Create(),
         DemoCommand.Create(),
     };
 

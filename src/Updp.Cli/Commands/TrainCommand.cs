@@ -18,6 +18,8 @@ internal static class TrainCommand
         var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
         var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs };
         var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
+        var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => 2 };
+        var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
         var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
         var seed = CommonOptions.Seed();
         var inputSize = new Option<int>("--input-size") { Description = "Network input side; images are zero-padded to it.", DefaultValueFactory = _ => 32 };
@@ -30,7 +32,7 @@ internal static class TrainCommand
         var threads = CommonOptions.Threads();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
         {
-            model, data, epochs, outDir, batch, lr, wd, warmup, smoothing, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, resume, threads,
+            model, data, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, resume, threads,
         };
         command.SetAction(parse =>
         {
@@ -43,6 +45,8 @@ internal static class TrainCommand
                 InputSize = parse.GetValue(inputSize),
                 StemStride = parse.GetValue(stemStride),
                 DropPathRate = parse.GetValue(dropPath),
+                CropPadding = parse.GetValue(cropPadding),
+                HorizontalFlip = !parse.GetValue(noFlip),
                 ValidationCount = parse.GetValue(valSize),
                 TrainLimit = parse.GetValue(trainLimit),
                 InitCheckpoint = parse.GetValue(init),

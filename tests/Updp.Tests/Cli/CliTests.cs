@@ -2,6 +2,10 @@ using System.Text.Json;
 using Spectre.Console;
 using Updp.Checkpoints;
 using Updp.Cli;
+using Updp.Data;
+using Updp.Models;
+using Updp.Pruning;
+using Updp.Tests.Pruning;
 
 namespace Updp.Tests.Cli;
 
@@ -95,6 +99,40 @@ public class CliTests
         using var eval = JsonDocument.Parse(stdout);
         Assert.Equal(top1, eval.RootElement.GetProperty("top1").GetDouble());
         Assert.Equal(10000, eval.RootElement.GetProperty("images").GetInt32());
+    }
+
+    [Fact]
+    public void MergeWritesAVerifiedSmallerModelThatTheOtherVerbsLoad()
+    {
+        using var dir = new TempDir();
+        var pruned = dir.File("pruned.safetensors");
+        long paramsBefore;
+        using (var model = PruningTestSupport.Atto(seed: 3))
+        {
+            PruningTestSupport.Prune(model, [3, 5, 8], lambda: 1, seed: 3);
+            paramsBefore = ModelProfiler.CountParameters(model);
+            var meta = new CheckpointMeta { Classes = DatasetCatalog.FashionMnistClassNames, Preprocessing = new Preprocessing(28, 32, 0.286f, 0.353f) };
+            Checkpoint.Save(model, pruned, PrunedModels.Describe(model, meta));
+        }
+
+        var merged = dir.File("merged.safetensors");
+        var (code, _, err) = Run("merge", "--checkpoint", pruned, "--out", merged, "--check-images", "64");
+        Assert.True(code == 0, err);
+
+        var meta2 = Checkpoint.ReadMeta(merged)!;
+        Assert.InRange(meta2.Metrics["merge_max_abs_diff"], 0, meta2.Metrics["merge_tolerance"]);
+        Assert.Equal([3, 5, 8], PruningState.FromMeta(meta2)!.Merged);
+
+        (code, var stdout, err) = Run("info", "--checkpoint", merged, "--input-size", "32", "--json");
+        Assert.True(code == 0, err);
+        using var info = JsonDocument.Parse(stdout);
+        Assert.True(info.RootElement.GetProperty("params").GetInt64() < paramsBefore);
+
+        // A checkpoint with nothing to merge is refused and nothing is written.
+        (code, _, err) = Run("merge", "--checkpoint", merged, "--out", dir.File("again.safetensors"));
+        Assert.Equal(2, code);
+        Assert.Contains("no fully pruned", err);
+        Assert.False(File.Exists(dir.File("again.safetensors")));
     }
 
     [Theory]

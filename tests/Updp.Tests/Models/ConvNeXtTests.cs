@@ -119,10 +119,12 @@ public class ConvNeXtTests
         using var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
         var profile = ModelProfiler.Profile(model, 32);
         Assert.Equal(ModelProfiler.CountParameters(model), profile.Params);
-        // Block 0 sees a 16×16×40 map: dw 7×7 (49 taps) plus two 40×160 matmuls per position.
-        Assert.Equal(16L * 16 * 40 * 49 + 2L * 16 * 16 * 40 * 160, profile.Blocks[0].Macs);
-        // Block 10 sees 2×2×320: only the central 3×3 taps reach an output on a 2×2 map.
-        Assert.Equal(2L * 2 * 320 * 9 + 2L * 2 * 2 * 320 * 1280, profile.Blocks[10].Macs);
+        // Block 0 sees an 8×8×40 map: dw 7×7 (49 taps) plus two 40×160 matmuls per position.
+        Assert.Equal(8L * 8 * 40 * 49 + 2L * 8 * 8 * 40 * 160, profile.Blocks[0].Macs);
+        // Block 4 sees 2×2×160: only the central 3×3 taps reach an output on a 2×2 map.
+        Assert.Equal(2L * 2 * 160 * 9 + 2L * 2 * 2 * 160 * 640, profile.Blocks[4].Macs);
+        // Block 10 sees 1×1×320: the depthwise conv is one tap, a per-channel scale.
+        Assert.Equal(320L + 2L * 320 * 1280, profile.Blocks[10].Macs);
         Assert.True(profile.Macs > profile.Blocks.Sum(b => b.Macs));
     }
 }

@@ -115,8 +115,8 @@ public class MergeTests
 
         Assert.True(after.Macs < before.Macs);
         Assert.True(after.Params < before.Params);
-        // Block 0 on the 16×16×40 map: dw 7×7 plus one 40×40 matmul per position (was two 40×160).
-        Assert.Equal(16L * 16 * 40 * 49 + 16L * 16 * 40 * 40, after.Blocks[0].Macs);
+        // Block 0 on the 8×8×40 map: dw 7×7 plus one 40×40 matmul per position (was two 40×160).
+        Assert.Equal(8L * 8 * 40 * 49 + 8L * 8 * 40 * 40, after.Blocks[0].Macs);
         Assert.Equal(before.Blocks[1].Macs, after.Blocks[1].Macs);
         Assert.Equal(before.Macs - after.Macs, (before.Blocks[0].Macs - after.Blocks[0].Macs) + (before.Blocks[7].Macs - after.Blocks[7].Macs));
         Assert.Equal(40L * 49 + 40 + 40 * 40 + 40, after.Blocks[0].Params);
