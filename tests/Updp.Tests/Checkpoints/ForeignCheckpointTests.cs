@@ -109,7 +109,7 @@ public class ForeignCheckpointTests
         using var dir = new TempDir();
         var path = dir.File("timm_atto.safetensors");
         using var timmLike = ModelRegistry.Create("convnext_atto");
-        Randomize(timmLike, 11);
+        Pruning.PruningTestSupport.Randomize(timmLike, 11);
         StateDict.WriteSafetensors(path, timmLike.state_dict());
 
         using var model = Checkpoint.Load(path, "convnext_atto").Model;

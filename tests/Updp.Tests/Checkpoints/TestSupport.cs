@@ -17,23 +17,12 @@ internal static class TestSupport
     public const string LinearFixture = "convnext_atto_linear.pt";
     public const string IoFixture = "convnext_atto_io.safetensors";
 
-    /// <summary>The small-input convnext_atto of the fixtures, with every parameter random (not timm's near-identity init).</summary>
+    /// <summary>The fixtures' convnext_atto (1 channel, 10 classes, stem stride 2), every parameter random (not timm's near-identity init).</summary>
     public static ImageClassifier RandomAtto(int seed)
     {
-        var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
-        Randomize(model, seed);
+        var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto") with { StemStride = 2 });
+        Pruning.PruningTestSupport.Randomize(model, seed);
         return model;
-    }
-
-    public static void Randomize(nn.Module model, int seed)
-    {
-        var g = new Generator((ulong)seed);
-        using var _ = no_grad();
-        foreach (var (_, p) in model.named_parameters())
-        {
-            using var r = randn(p.shape, generator: g);
-            p.copy_(r * 0.1);
-        }
     }
 
     /// <summary>The raw bytes of a tensor in row-major order.</summary>
