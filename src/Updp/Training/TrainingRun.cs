@@ -97,10 +97,13 @@ public sealed record TrainRunHooks
     public string CheckpointName { get; init; } = "model";
 
     /// <summary>
-    /// Whether the best model is evaluated on the test set and <c>metrics.json</c> written; without
-    /// it the run returns no <see cref="TrainMetrics"/> and touches no test image.
+    /// Whether the best model is evaluated on the test set; without it the run returns no
+    /// <see cref="TrainMetrics"/>, writes no <c>metrics.json</c> and touches no test image.
     /// </summary>
     public bool EvaluateTest { get; init; } = true;
+
+    /// <summary>Whether the run writes its <see cref="TrainMetrics"/> to <c>metrics.json</c> (a stage may write a richer record there).</summary>
+    public bool WriteMetrics { get; init; } = true;
 }
 
 /// <summary>The outcome of <see cref="TrainingRun.Run(TrainRunOptions, RunData, ImageClassifier, TrainRunHooks, IProgress{TrainProgress}?, Action{EpochResult}?, CancellationToken)"/>.</summary>
@@ -129,13 +132,27 @@ public static class TrainingRun
     public static RunData LoadData(TrainRunOptions options, Preprocessing? preprocessing = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var split = new ValidationSplit(options.ValidationCount, options.SplitSeed ?? options.Train.Seed);
-        var splits = DatasetCatalog.Resolve(options.Data).LoadSplits(split.ValidationCount, split.Seed);
-        if (options.TrainLimit is int limit)
+        return LoadData(options.Data, new ValidationSplit(options.ValidationCount, options.SplitSeed ?? options.Train.Seed),
+            options.TrainLimit, preprocessing, options.InputSize);
+    }
+
+    /// <summary>
+    /// Loads data set <paramref name="data"/> (see <see cref="DatasetCatalog.Resolve"/>), holds out
+    /// <paramref name="split"/>'s validation images and keeps the first <paramref name="trainLimit"/>
+    /// training images. Without <paramref name="preprocessing"/>, images are normalised with the
+    /// training split's statistics and padded to <paramref name="inputSize"/>.
+    /// </summary>
+    public static RunData LoadData(string data, ValidationSplit split, int? trainLimit = null, Preprocessing? preprocessing = null,
+        int inputSize = ImageTransform.DefaultTargetSize)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(split);
+        var splits = DatasetCatalog.Resolve(data).LoadSplits(split.ValidationCount, split.Seed);
+        if (trainLimit is int limit)
         {
             splits = splits with { Train = splits.Train.Take(limit) };
         }
-        return new RunData(splits, preprocessing ?? Preprocessing.For(splits.Train, splits.Normalization, options.InputSize), split);
+        return new RunData(splits, preprocessing ?? Preprocessing.For(splits.Train, splits.Normalization, inputSize), split);
     }
 
     /// <summary>
@@ -195,7 +212,10 @@ public static class TrainingRun
             TrainImages = splits.Train.Count,
             History = state.History,
         };
-        RunDirectory.WriteJson(store.MetricsFile, metrics);
+        if (hooks.WriteMetrics)
+        {
+            RunDirectory.WriteJson(store.MetricsFile, metrics);
+        }
         return new TrainRunResult(state, store.BestCheckpoint, metrics);
     }
 
