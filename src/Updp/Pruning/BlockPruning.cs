@@ -35,6 +35,30 @@ public static class BlockPruning
         }
     }
 
+    /// <summary>
+    /// Puts a pruned block back in its original form, with the weights it has now (trained in the
+    /// progressive form, say); the batch norms the pruned form added are discarded. An original block
+    /// is left as it is.
+    /// </summary>
+    /// <returns>The block in its original form.</returns>
+    /// <exception cref="InvalidOperationException">The block is merged or dropped.</exception>
+    public static nn.Module Unprune(this ImageClassifier model, int index)
+    {
+        var block = Block(model, index);
+        switch (FormOf(block.Module))
+        {
+            case BlockForm.Original:
+                return block.Module;
+            case BlockForm.Pruned:
+                var original = BlockRules.For(block.Module).Unprune(block.Module);
+                // The pruned module is not disposed: it shares every tensor but its batch norms with the original.
+                model.ReplaceBlock(index, original);
+                return original;
+            case var form:
+                throw new InvalidOperationException($"{Describe(block)} is {form.ToString().ToLowerInvariant()}; only a pruned block can be unpruned");
+        }
+    }
+
     /// <summary>Replaces block <paramref name="index"/>, in whatever form, by the identity.</summary>
     public static void Drop(this ImageClassifier model, int index)
     {

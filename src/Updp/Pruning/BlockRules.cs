@@ -55,6 +55,14 @@ public interface IBlockRule
     nn.Module<Tensor, Tensor> Prune(nn.Module block);
 
     /// <summary>
+    /// The original form of a pruned block, sharing its weights (the module it was pruned from, say);
+    /// the batch norms the pruned form added are left behind. The default throws, so rules written
+    /// before this member existed still compile.
+    /// </summary>
+    nn.Module<Tensor, Tensor> Unprune(nn.Module prunedBlock) =>
+        throw new NotSupportedException($"{GetType().Name} cannot turn a {prunedBlock.GetType().Name} back into its original form");
+
+    /// <summary>
     /// A new module computing what the pruned block computes at λ=1 in eval mode (batch norms use
     /// their running statistics). It does not share the pruned block's tensors.
     /// </summary>

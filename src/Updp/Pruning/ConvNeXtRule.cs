@@ -27,6 +27,10 @@ internal sealed class ConvNeXtBlockRule : IBlockRule
         ? new ProgressiveConvNeXtBlock(original)
         : throw new ArgumentException($"only an original ConvNeXt block can be pruned, not a {block.GetType().Name}", nameof(block));
 
+    public nn.Module<Tensor, Tensor> Unprune(nn.Module prunedBlock) => prunedBlock is ProgressiveConvNeXtBlock p
+        ? p.Original
+        : throw new ArgumentException($"only a pruned ConvNeXt block can be unpruned, not a {prunedBlock.GetType().Name}", nameof(prunedBlock));
+
     public nn.Module<Tensor, Tensor> Merge(nn.Module prunedBlock)
     {
         if (prunedBlock is not ProgressiveConvNeXtBlock p)
@@ -70,6 +74,9 @@ internal sealed class ProgressiveConvNeXtBlock : nn.Module<Tensor, Tensor>, IPro
 {
     private readonly long[] _normShape;
     private readonly double _normEps;
+    // The block this one was made from, which owns the same modules; held outside a module-typed
+    // field so that RegisterComponents does not register its parameters a second time.
+    private readonly Func<ConvNeXtBlock> _original;
     private double _lambda;
 
 #pragma warning disable IDE1006 // PyTorch parameter names are the checkpoint contract.
@@ -85,6 +92,7 @@ internal sealed class ProgressiveConvNeXtBlock : nn.Module<Tensor, Tensor>, IPro
     {
         _normShape = [original.Dim];
         _normEps = original.NormEps;
+        _original = () => original;
         conv_dw = original.ConvDw;
         norm = original.Norm;
         mlp = original.Mlp;
@@ -109,6 +117,9 @@ internal sealed class ProgressiveConvNeXtBlock : nn.Module<Tensor, Tensor>, IPro
     public IReadOnlyList<BatchNorm> BatchNorms => [bn];
 
     public long Dim => _normShape[0];
+
+    /// <summary>The original block, sharing conv_dw, norm, mlp and gamma with this one.</summary>
+    public ConvNeXtBlock Original => _original();
 
     public DepthwiseConv2d ConvDw => conv_dw;
 

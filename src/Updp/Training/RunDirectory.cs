@@ -3,13 +3,16 @@ using System.Text.Json.Serialization;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
 using Updp.Models;
+using Updp.Pruning;
 
 namespace Updp.Training;
 
 /// <summary>
-/// The files of one training run: the best model (<c>model.safetensors</c> + sidecar), the last
-/// epoch's model and optimizer state for <c>--resume</c>, and the run's state. Every file is
-/// written to a temporary name and renamed, so an interrupted run never leaves a torn file.
+/// The files of one training run: the best model (<c>model.safetensors</c> + sidecar, or another
+/// name), the last epoch's model and optimizer state for <c>--resume</c>, and the run's state.
+/// Every file is written to a temporary name and renamed, so an interrupted run never leaves a torn
+/// file. Checkpoints of models with pruned, merged or dropped blocks record their
+/// <see cref="PruningState"/> and load back with it.
 /// </summary>
 public sealed class RunDirectory : ITrainingStore
 {
@@ -25,11 +28,14 @@ public sealed class RunDirectory : ITrainingStore
     /// <param name="path">The run directory (created if missing).</param>
     /// <param name="meta">Builds the sidecar for a checkpoint saved at an epoch with its metrics.</param>
     /// <param name="resume">Whether <see cref="TryResume"/> continues an earlier run found here.</param>
-    public RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume)
+    /// <param name="bestName">Base name of the best model's files (<c>model</c> gives <c>model.safetensors</c>).</param>
+    public RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName = "model")
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(bestName);
         Path = path;
         _meta = meta;
         Resume = resume;
+        BestCheckpoint = System.IO.Path.Combine(path, bestName + Checkpoint.WeightsExtension);
         Directory.CreateDirectory(path);
     }
 
@@ -37,7 +43,7 @@ public sealed class RunDirectory : ITrainingStore
 
     public bool Resume { get; }
 
-    public string BestCheckpoint => System.IO.Path.Combine(Path, "model.safetensors");
+    public string BestCheckpoint { get; }
 
     public string LastCheckpoint => System.IO.Path.Combine(Path, "last.safetensors");
 
@@ -54,7 +60,7 @@ public sealed class RunDirectory : ITrainingStore
             return null;
         }
         var state = ReadJson<TrainState>(StateFile);
-        var last = Checkpoint.Load(LastCheckpoint);
+        var last = Checkpoint.Load(LastCheckpoint, options: PrunedModels.LoadOptions);
         using (last.Model)
         {
             StateDict.LoadInto(model, last.Model.state_dict(), LastCheckpoint);
@@ -64,11 +70,11 @@ public sealed class RunDirectory : ITrainingStore
     }
 
     public void SaveBest(ImageClassifier model, EpochResult epoch) =>
-        Checkpoint.Save(model, BestCheckpoint, _meta(epoch.Epoch, Metrics(epoch)));
+        Checkpoint.Save(model, BestCheckpoint, PrunedModels.Describe(model, _meta(epoch.Epoch, Metrics(epoch))));
 
     public void SaveEpoch(ImageClassifier model, OptimizerHelper optimizer, TrainState state)
     {
-        Checkpoint.Save(model, LastCheckpoint, _meta(state.EpochsDone, Metrics(state.History[^1])));
+        Checkpoint.Save(model, LastCheckpoint, PrunedModels.Describe(model, _meta(state.EpochsDone, Metrics(state.History[^1]))));
         AtomicFile.WriteVia(OptimizerState, optimizer.save_state_dict);
         WriteJson(StateFile, state);
     }

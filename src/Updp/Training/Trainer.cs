@@ -49,6 +49,18 @@ public sealed class Trainer
     /// <summary>Called before every optimisation step with (global step, total steps), e.g. to ramp λ.</summary>
     public Action<long, long>? BeforeStep { get; init; }
 
+    /// <summary>
+    /// Called before each epoch's validation with (steps done, total steps), e.g. to put the model in
+    /// the configuration that is validated and saved.
+    /// </summary>
+    public Action<long, long>? BeforeEvaluate { get; init; }
+
+    /// <summary>
+    /// Called after each epoch's validation with the 1-based epoch: whether this epoch's model may
+    /// become the best one (e.g. not while λ is still ramping). Null lets every epoch compete.
+    /// </summary>
+    public Func<int, bool>? CanBeBest { get; init; }
+
     public TrainState Fit(BatchLoader train, BatchLoader val, ITrainingStore? store = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancellation = default)
     {
@@ -68,8 +80,9 @@ public sealed class Trainer
             var clock = Stopwatch.StartNew();
             var (trainLoss, trainTop1) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
             var trainSeconds = clock.Elapsed.TotalSeconds;
+            BeforeEvaluate?.Invoke((long)epoch * stepsPerEpoch, totalSteps);
             var valResult = Evaluator.Evaluate(_model, val.Epoch(0));
-            var isBest = valResult.Top1 > state.BestValTop1;
+            var isBest = valResult.Top1 > state.BestValTop1 && (CanBeBest?.Invoke(epoch) ?? true);
             var result = new EpochResult(epoch, trainLoss, trainTop1, valResult.Top1, valResult.Loss, clock.Elapsed.TotalSeconds, isBest);
             history.Add(result);
             state = new TrainState(epoch,

@@ -2,6 +2,7 @@ using System.Text.Json.Serialization;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
+using Updp.Pruning;
 using static TorchSharp.torch;
 
 namespace Updp.Training;
@@ -35,6 +36,9 @@ public sealed record TrainRunOptions
 
     public int ValidationCount { get; init; } = DataSplits.DefaultValidationCount;
 
+    /// <summary>Seed of the shuffle that picks the validation images; null uses <see cref="TrainOptions.Seed"/>.</summary>
+    public int? SplitSeed { get; init; }
+
     /// <summary>Use only the first N training images (quick runs and tests).</summary>
     public int? TrainLimit { get; init; }
 
@@ -67,38 +71,129 @@ public sealed record TrainMetrics
     [JsonPropertyName("history")] public IReadOnlyList<EpochResult> History { get; init; } = [];
 }
 
+/// <summary>The data of a training run: its splits, how images are prepared, and which images were held out.</summary>
+public sealed record RunData(DataSplits Splits, Preprocessing Preprocessing, ValidationSplit Split);
+
+/// <summary>
+/// What turns a plain training run into another kind (a pruning stage, say) while keeping the same
+/// data handling, checkpoints, resume and report: the <see cref="Trainer"/>'s hooks plus a few
+/// settings of the run. The defaults give <c>updp train</c>.
+/// </summary>
+public sealed record TrainRunHooks
+{
+    /// <inheritdoc cref="Trainer.Loss"/>
+    public Func<Tensor, Tensor, Tensor, Tensor>? Loss { get; init; }
+
+    /// <inheritdoc cref="Trainer.BeforeStep"/>
+    public Action<long, long>? BeforeStep { get; init; }
+
+    /// <inheritdoc cref="Trainer.BeforeEvaluate"/>
+    public Action<long, long>? BeforeEvaluate { get; init; }
+
+    /// <inheritdoc cref="Trainer.CanBeBest"/>
+    public Func<int, bool>? CanBeBest { get; init; }
+
+    /// <summary>Base name of the best model's checkpoint in the run directory.</summary>
+    public string CheckpointName { get; init; } = "model";
+
+    /// <summary>
+    /// Whether the best model is evaluated on the test set; without it the run returns no
+    /// <see cref="TrainMetrics"/>, writes no <c>metrics.json</c> and touches no test image.
+    /// </summary>
+    public bool EvaluateTest { get; init; } = true;
+
+    /// <summary>Whether the run writes its <see cref="TrainMetrics"/> to <c>metrics.json</c> (a stage may write a richer record there).</summary>
+    public bool WriteMetrics { get; init; } = true;
+}
+
+/// <summary>The outcome of <see cref="TrainingRun.Run(TrainRunOptions, RunData, ImageClassifier, TrainRunHooks, IProgress{TrainProgress}?, Action{EpochResult}?, CancellationToken)"/>.</summary>
+/// <param name="State">The finished training's history and best epoch.</param>
+/// <param name="BestCheckpoint">The best model's checkpoint.</param>
+/// <param name="Metrics">The best model's test results, or null when the run did not evaluate on the test set.</param>
+public sealed record TrainRunResult(TrainState State, string BestCheckpoint, TrainMetrics? Metrics);
+
 /// <summary>Trains a classifier on an image data set and writes checkpoints and metrics to a run directory.</summary>
 public static class TrainingRun
 {
     public static TrainMetrics Run(TrainRunOptions options, IProgress<TrainProgress>? progress = null,
         Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
     {
-        var source = DatasetCatalog.Resolve(options.Data);
-        var splits = source.LoadSplits(options.ValidationCount, options.Train.Seed);
-        if (options.TrainLimit is int limit)
+        var data = LoadData(options);
+        random.manual_seed(options.Train.Seed);
+        using var model = CreateModel(options, data.Splits);
+        return Run(options, data, model, new TrainRunHooks(), progress, epochDone, cancellation).Metrics!;
+    }
+
+    /// <summary>
+    /// Loads the splits <paramref name="options"/> describe (data, validation count and split seed,
+    /// training limit). <paramref name="preprocessing"/>, e.g. from the checkpoint a run starts from,
+    /// overrides the one computed from the training split and <see cref="TrainRunOptions.InputSize"/>.
+    /// </summary>
+    public static RunData LoadData(TrainRunOptions options, Preprocessing? preprocessing = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return LoadData(options.Data, new ValidationSplit(options.ValidationCount, options.SplitSeed ?? options.Train.Seed),
+            options.TrainLimit, preprocessing, options.InputSize);
+    }
+
+    /// <summary>
+    /// Loads data set <paramref name="data"/> (see <see cref="DatasetCatalog.Resolve"/>), holds out
+    /// <paramref name="split"/>'s validation images and keeps the first <paramref name="trainLimit"/>
+    /// training images. Without <paramref name="preprocessing"/>, images are normalised with the
+    /// training split's statistics and padded to <paramref name="inputSize"/>.
+    /// </summary>
+    public static RunData LoadData(string data, ValidationSplit split, int? trainLimit = null, Preprocessing? preprocessing = null,
+        int inputSize = ImageTransform.DefaultTargetSize)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(split);
+        var splits = DatasetCatalog.Resolve(data).LoadSplits(split.ValidationCount, split.Seed);
+        if (trainLimit is int limit)
         {
             splits = splits with { Train = splits.Train.Take(limit) };
         }
-        var preprocessing = Preprocessing.For(splits.Train, splits.Normalization, options.InputSize);
+        return new RunData(splits, preprocessing ?? Preprocessing.For(splits.Train, splits.Normalization, inputSize), split);
+    }
 
-        random.manual_seed(options.Train.Seed);
-        using var model = CreateModel(options, splits);
+    /// <summary>
+    /// Trains <paramref name="model"/> on <paramref name="data"/> with the recipe of
+    /// <paramref name="options"/> (its model-building settings are not used) and the trainer hooks of
+    /// <paramref name="hooks"/>; writes the best (per <see cref="TrainRunHooks.CanBeBest"/>) and the
+    /// last model, the resume state and, when the test set is evaluated, <c>metrics.json</c>. The
+    /// reported test score is the best checkpoint's, measured once.
+    /// </summary>
+    public static TrainRunResult Run(TrainRunOptions options, RunData data, ImageClassifier model, TrainRunHooks hooks,
+        IProgress<TrainProgress>? progress = null, Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(hooks);
+        var (splits, preprocessing, split) = data;
         var classes = splits.Train.ClassNames;
         var store = new RunDirectory(options.OutDir,
-            (epoch, metrics) => new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing },
-            options.Resume);
+            (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
+            options.Resume, hooks.CheckpointName);
 
-        var train = new BatchLoader(splits.Train, ImageTransform.ForTraining(splits.Normalization, options.InputSize, options.CropPadding, options.HorizontalFlip),
-            new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed });
+        var train = TrainLoader(options, data);
         var val = EvalLoader(splits.Validation, preprocessing, options.EvalBatchSize);
-        var trainer = new Trainer(model, options.Train);
+        var trainer = new Trainer(model, options.Train)
+        {
+            Loss = hooks.Loss,
+            BeforeStep = hooks.BeforeStep,
+            BeforeEvaluate = hooks.BeforeEvaluate,
+            CanBeBest = hooks.CanBeBest,
+        };
         var state = trainer.Fit(train, val, new EpochReporter(store, epochDone), progress, cancellation);
+        if (!hooks.EvaluateTest)
+        {
+            return new TrainRunResult(state, store.BestCheckpoint, null);
+        }
 
-        // The reported score is the best-on-validation checkpoint's, measured once on the test set.
-        var best = Checkpoint.Load(store.BestCheckpoint);
+        var best = Checkpoint.Load(store.BestCheckpoint, options: PrunedModels.LoadOptions);
         using var bestModel = best.Model;
         var test = Evaluator.Evaluate(bestModel, EvalLoader(splits.Test, preprocessing, options.EvalBatchSize).Epoch(0));
-        var profile = ModelProfiler.Profile(bestModel, options.InputSize);
+        var profile = ModelProfiler.Profile(bestModel, preprocessing.InputSize);
         var metrics = new TrainMetrics
         {
             Model = bestModel.Config.Name,
@@ -110,16 +205,25 @@ public static class TrainingRun
             Macs = profile.Macs,
             Epochs = state.EpochsDone,
             TrainSeconds = state.TrainSeconds,
-            InputSize = options.InputSize,
+            InputSize = preprocessing.InputSize,
             BatchSize = options.Train.BatchSize,
             LearningRate = options.Train.LearningRate,
             Seed = options.Train.Seed,
             TrainImages = splits.Train.Count,
             History = state.History,
         };
-        RunDirectory.WriteJson(store.MetricsFile, metrics);
-        return metrics;
+        if (hooks.WriteMetrics)
+        {
+            RunDirectory.WriteJson(store.MetricsFile, metrics);
+        }
+        return new TrainRunResult(state, store.BestCheckpoint, metrics);
     }
+
+    /// <summary>The shuffled, augmented training batches of a run (the last partial batch dropped).</summary>
+    public static BatchLoader TrainLoader(TrainRunOptions options, RunData data) =>
+        new(data.Splits.Train,
+            ImageTransform.ForTraining(data.Preprocessing.Normalization, data.Preprocessing.InputSize, options.CropPadding, options.HorizontalFlip),
+            new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed });
 
     public static BatchLoader EvalLoader(LabeledImages images, Preprocessing preprocessing, int batchSize = 256) =>
         new(images, preprocessing.EvaluationTransform(), new BatchLoaderOptions { BatchSize = batchSize });

@@ -1,0 +1,117 @@
+using TorchSharp;
+using Updp.Checkpoints;
+using Updp.Data;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>
+/// Knowledge distillation from a teacher, usually the baseline the pruning started from (DESIGN §2):
+/// loss = (1−α)·CE(student, labels) + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)).
+/// The defaults (α = 0.5, T = 1) are our choice, not yet backed by an ablation: at T = 1 the soft
+/// term's gradients have the scale of the cross-entropy's, and α = 0.5 weighs the two alike.
+/// </summary>
+public sealed record DistillationOptions
+{
+    /// <summary>The teacher's checkpoint (an Updp checkpoint with sidecar; pruned ones load too).</summary>
+    public required string Teacher { get; init; }
+
+    /// <summary>α ∈ [0,1], the weight of the distillation term; 0 is plain cross-entropy.</summary>
+    public double Alpha { get; init; } = 0.5;
+
+    /// <summary>T &gt; 0, the softmax temperature of both teacher and student in the distillation term.</summary>
+    public double Temperature { get; init; } = 1;
+}
+
+/// <summary>The distillation loss of <see cref="DistillationOptions"/>.</summary>
+public static class Distillation
+{
+    /// <summary>
+    /// (1−α)·CE(<paramref name="student"/>, <paramref name="labels"/>) + α·T²·KL(p_t ‖ p_s) with
+    /// p = softmax(logits/T), the KL divergence summed over classes and averaged over the batch.
+    /// <paramref name="teacher"/> is treated as a constant (no gradient flows into it).
+    /// </summary>
+    /// <param name="labelSmoothing">Label smoothing of the cross-entropy term.</param>
+    public static Tensor Loss(Tensor student, Tensor teacher, Tensor labels, double alpha, double temperature, double labelSmoothing = 0)
+    {
+        Check(alpha, temperature);
+        var ce = nn.functional.cross_entropy(student, labels, label_smoothing: labelSmoothing);
+        if (alpha == 0)
+        {
+            return ce;
+        }
+        var logStudent = nn.functional.log_softmax(student / temperature, 1);
+        var logTeacher = nn.functional.log_softmax(teacher.detach() / temperature, 1);
+        var kl = (logTeacher.exp() * (logTeacher - logStudent)).sum(1).mean();
+        return (ce * (1 - alpha)) + (kl * (alpha * temperature * temperature));
+    }
+
+    internal static void Check(double alpha, double temperature)
+    {
+        if (alpha is not (>= 0 and <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "the distillation weight α must lie in [0, 1]");
+        }
+        if (!(temperature > 0) || double.IsInfinity(temperature))
+        {
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "the distillation temperature must be positive and finite");
+        }
+    }
+}
+
+/// <summary>A loaded teacher model that supplies a training run's distillation loss.</summary>
+internal sealed class Teacher : IDisposable
+{
+    private readonly ImageClassifier _model;
+    private readonly DistillationOptions _options;
+
+    private Teacher(ImageClassifier model, DistillationOptions options)
+    {
+        _model = model;
+        _options = options;
+    }
+
+    /// <summary>
+    /// Loads the teacher (in eval mode) and checks that it fits the student: same classes, and, when
+    /// its sidecar says so, the same input preprocessing.
+    /// </summary>
+    public static Teacher Load(DistillationOptions options, ImageClassifier student, Preprocessing preprocessing)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Distillation.Check(options.Alpha, options.Temperature);
+        var loaded = Checkpoint.Load(options.Teacher, options: PrunedModels.LoadOptions);
+        try
+        {
+            if (loaded.Model.Config.NumClasses != student.Config.NumClasses || loaded.Model.Config.InChans != student.Config.InChans)
+            {
+                throw new ArgumentException(
+                    $"the teacher '{options.Teacher}' has {loaded.Model.Config.NumClasses} classes and {loaded.Model.Config.InChans} input channels; " +
+                    $"the student has {student.Config.NumClasses} and {student.Config.InChans}");
+            }
+            if (loaded.Meta?.Preprocessing is { } taught && taught != preprocessing)
+            {
+                throw new ArgumentException($"the teacher '{options.Teacher}' was trained on differently prepared images ({taught}) than this run uses ({preprocessing})");
+            }
+            return new Teacher(loaded.Model, options);
+        }
+        catch
+        {
+            loaded.Model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A <see cref="Updp.Training.Trainer.Loss"/>: the teacher runs in eval mode without gradients.</summary>
+    public Func<Tensor, Tensor, Tensor, Tensor> Loss(double labelSmoothing) => (logits, images, labels) =>
+    {
+        Tensor teacher;
+        using (no_grad())
+        {
+            teacher = _model.call(images);
+        }
+        return Distillation.Loss(logits, teacher, labels, _options.Alpha, _options.Temperature, labelSmoothing);
+    };
+
+    public void Dispose() => _model.Dispose();
+}

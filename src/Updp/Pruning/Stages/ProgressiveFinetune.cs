@@ -1,0 +1,297 @@
+using Updp.Data;
+using Updp.Models;
+using Updp.Training;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>How stage 3 turns the chosen blocks into their pruned form (DESIGN §2).</summary>
+public enum FinetuneMethod
+{
+    /// <summary>UPDP: the blocks' progressive form, λ rising linearly from 0 to 1 over the first part of training.</summary>
+    Updp,
+
+    /// <summary>λ=1 from the first step: activations and LayerNorms removed at once (DepthShrinker-style).</summary>
+    Direct,
+
+    /// <summary>The blocks removed entirely (identity), then fine-tuned: classic block dropping.</summary>
+    Drop,
+}
+
+/// <summary>What stage 3, progressive subnet training, needs (<c>updp finetune</c>).</summary>
+public sealed record FinetuneOptions
+{
+    /// <summary>
+    /// The initial weights: the supernet (every block in progressive form) or the baseline. Every
+    /// method of a comparison should start from the same checkpoint.
+    /// </summary>
+    public required string Checkpoint { get; init; }
+
+    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
+    public required string Data { get; init; }
+
+    /// <summary>The run directory: <c>pruned.safetensors</c> (+ sidecar), <c>metrics.json</c>, resume state.</summary>
+    public required string OutDir { get; init; }
+
+    /// <summary>S: the blocks to prune (or drop).</summary>
+    public required IReadOnlyList<int> Blocks { get; init; }
+
+    public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
+
+    /// <summary>The fraction of training over which λ rises from 0 to 1 (<see cref="FinetuneMethod.Updp"/> only).</summary>
+    public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
+
+    /// <summary>The recipe; the same for every method of a comparison (data order and augmentation follow its seed).</summary>
+    public TrainOptions Train { get; init; } = new();
+
+    /// <summary>Distillation from a teacher (usually the baseline); null trains on the labels alone.</summary>
+    public DistillationOptions? Distillation { get; init; }
+
+    /// <summary>Training batches the pruned blocks' batch norms are calibrated on (at λ=1) before training.</summary>
+    public int CalibrationBatches { get; init; } = 10;
+
+    public int CalibrationBatchSize { get; init; } = 128;
+
+    /// <summary>Validation images held out; null takes the count the checkpoint's sidecar records (else 5000).</summary>
+    public int? ValidationCount { get; init; }
+
+    /// <summary>Seed of the validation split; null takes the checkpoint's (else <see cref="TrainOptions.Seed"/>).</summary>
+    public int? SplitSeed { get; init; }
+
+    /// <summary>Use only the first N training images (quick runs and tests).</summary>
+    public int? TrainLimit { get; init; }
+
+    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
+
+    public bool HorizontalFlip { get; init; } = true;
+
+    /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
+    public bool Resume { get; init; }
+
+    public int EvalBatchSize { get; init; } = 256;
+}
+
+/// <summary>
+/// What fine-tuning produced; written to <c>metrics.json</c> with the keys of
+/// <see cref="TrainMetrics"/> (its <c>params</c> and <c>macs</c> are the merged model's here).
+/// </summary>
+public sealed record FinetuneResult
+{
+    public required string Model { get; init; }
+
+    /// <summary><c>updp</c>, <c>direct</c> or <c>drop</c>.</summary>
+    public required string Method { get; init; }
+
+    /// <summary>S, ascending.</summary>
+    public required IReadOnlyList<int> Blocks { get; init; }
+
+    public required string InitCheckpoint { get; init; }
+
+    /// <summary><c>supernet</c> when the initial checkpoint had blocks in progressive form, else <c>baseline</c>.</summary>
+    public required string Init { get; init; }
+
+    /// <summary>The λ ramp fraction (0 for <c>direct</c>; not applicable to <c>drop</c>).</summary>
+    public double Ramp { get; init; }
+
+    public DistillationOptions? Distillation { get; init; }
+
+    /// <summary>The fine-tuned model: best validation top-1 among epochs that ended with every pruned block at λ=1.</summary>
+    public required string Checkpoint { get; init; }
+
+    /// <summary>Test top-1 of that model, measured once.</summary>
+    public double Top1 { get; init; }
+
+    public double TestLoss { get; init; }
+
+    public double ValTop1 { get; init; }
+
+    public int BestEpoch { get; init; }
+
+    /// <summary>Parameters after merging the pruned blocks (what is deployed).</summary>
+    public long Params { get; init; }
+
+    /// <summary>MACs after merging the pruned blocks.</summary>
+    public long Macs { get; init; }
+
+    /// <summary>The unpruned model's cost, for speed-up ratios.</summary>
+    public required ModelCost Original { get; init; }
+
+    /// <summary>The verified merge's largest output difference (<see cref="MergeReport.MaxAbsDiff"/>).</summary>
+    public double MergeMaxAbsDiff { get; init; }
+
+    public int Epochs { get; init; }
+
+    public double TrainSeconds { get; init; }
+
+    public int InputSize { get; init; }
+
+    public int BatchSize { get; init; }
+
+    public double LearningRate { get; init; }
+
+    public int Seed { get; init; }
+
+    public int TrainImages { get; init; }
+
+    public required ValidationSplit Split { get; init; }
+
+    public IReadOnlyList<EpochResult> History { get; init; } = [];
+}
+
+/// <summary>
+/// Stage 3 of the method (DESIGN §2): trains the subnet that prunes blocks S. With
+/// <see cref="FinetuneMethod.Updp"/> the blocks of S take their progressive form and λ rises
+/// linearly per step from 0 to 1 over the first <see cref="FinetuneOptions.Ramp"/> of training (then
+/// stays 1); <see cref="FinetuneMethod.Direct"/> starts at λ=1; <see cref="FinetuneMethod.Drop"/>
+/// removes the blocks. Every other block runs in its original form. All methods start from the
+/// same checkpoint and train on the same data, for the same steps, with the same seed; the pruned
+/// blocks' batch norms are calibrated at λ=1 on training batches first.
+/// </summary>
+public static class ProgressiveFinetune
+{
+    /// <summary>Base name of the fine-tuned checkpoint in the run directory.</summary>
+    public const string CheckpointName = "pruned";
+
+    /// <summary>
+    /// Fine-tunes, saves the best eligible epoch as <c>OutDir/pruned.safetensors</c> (S at λ=1, ready
+    /// for merging), evaluates it once on the test set, merges a copy (verified) for its cost, and
+    /// writes <c>metrics.json</c>.
+    /// </summary>
+    public static FinetuneResult Run(FinetuneOptions options, IProgress<TrainProgress>? progress = null,
+        Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.Blocks);
+        var ramp = options.Method switch
+        {
+            FinetuneMethod.Updp => new LambdaRamp(options.Ramp, 1).Ramp,
+            FinetuneMethod.Direct or FinetuneMethod.Drop => 0,
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown fine-tuning method"),
+        };
+        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
+        using var model = loaded.Model;
+        var init = model.PrunedBlocks().Any() ? "supernet" : "baseline";
+        var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
+        var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model);
+        var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
+            options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
+
+        var pruned = Prepare(model, blocks, options.Method);
+        if (pruned.Count > 0)
+        {
+            var calibration = StageData.CalibrationImages(data, options.CalibrationBatches, options.CalibrationBatchSize, options.Train.Seed);
+            try
+            {
+                BatchNormCalibration.Recalibrate(model, calibration, pruned.SelectMany(p => p.BatchNorms));
+            }
+            finally
+            {
+                StageData.DisposeAll(calibration);
+            }
+        }
+
+        using var teacher = options.Distillation is { } distill ? Teacher.Load(distill, model, data.Preprocessing) : null;
+        var lambda = 0.0;
+        void SetLambda(long step, long total)
+        {
+            lambda = new LambdaRamp(ramp, total).At(step);
+            foreach (var p in pruned)
+            {
+                p.Lambda = lambda;
+            }
+        }
+        var hooks = new TrainRunHooks
+        {
+            Loss = teacher?.Loss(options.Train.LabelSmoothing),
+            BeforeStep = SetLambda,
+            BeforeEvaluate = SetLambda,
+            // A model saved mid-ramp would not be the pruned model; the last epoch always qualifies.
+            CanBeBest = _ => lambda == 1,
+            CheckpointName = CheckpointName,
+            WriteMetrics = false,
+        };
+        var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
+        var metrics = run.Metrics!;
+
+        var original = MergedCosts.Measure(model.Config, data.Preprocessing.InputSize, []).Original;
+        var (merged, mergeDiff) = MergedCost(run.BestCheckpoint, data);
+        var result = new FinetuneResult
+        {
+            Model = metrics.Model,
+            Method = options.Method.ToString().ToLowerInvariant(),
+            Blocks = blocks,
+            InitCheckpoint = options.Checkpoint,
+            Init = init,
+            Ramp = ramp,
+            Distillation = options.Distillation,
+            Checkpoint = run.BestCheckpoint,
+            Top1 = metrics.Top1,
+            TestLoss = metrics.TestLoss,
+            ValTop1 = metrics.ValTop1,
+            BestEpoch = metrics.BestEpoch,
+            Params = merged.Params,
+            Macs = merged.Macs,
+            Original = original,
+            MergeMaxAbsDiff = mergeDiff,
+            Epochs = metrics.Epochs,
+            TrainSeconds = metrics.TrainSeconds,
+            InputSize = metrics.InputSize,
+            BatchSize = metrics.BatchSize,
+            LearningRate = metrics.LearningRate,
+            Seed = metrics.Seed,
+            TrainImages = metrics.TrainImages,
+            Split = data.Split,
+            History = metrics.History,
+        };
+        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
+        return result;
+    }
+
+    /// <summary>
+    /// Gives <paramref name="model"/> the structure <paramref name="method"/> fine-tunes: blocks of
+    /// <paramref name="blocks"/> pruned (λ=0 for <see cref="FinetuneMethod.Updp"/>, λ=1 for
+    /// <see cref="FinetuneMethod.Direct"/>) or dropped (<see cref="FinetuneMethod.Drop"/>), every
+    /// other pruned block back in its original form (<see cref="BlockPruning.Unprune"/>).
+    /// </summary>
+    /// <returns>The pruned blocks (none for <see cref="FinetuneMethod.Drop"/>).</returns>
+    /// <exception cref="ArgumentException">A block is merged, or dropped while the method needs it.</exception>
+    public static IReadOnlyList<IProgressiveBlock> Prepare(ImageClassifier model, IReadOnlyCollection<int> blocks, FinetuneMethod method)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(blocks);
+        var chosen = StageData.CheckBlocks(model, blocks, "the blocks to prune");
+        var others = model.Blocks.Select(b => b.Index).Except(chosen).ToList();
+        StageData.RequireUnmerged(model, method == FinetuneMethod.Drop ? others : model.Blocks.Select(b => b.Index), "the model");
+        foreach (var index in others)
+        {
+            model.Unprune(index);
+        }
+        if (method == FinetuneMethod.Drop)
+        {
+            foreach (var index in chosen)
+            {
+                model.Drop(index);
+            }
+            return [];
+        }
+        var pruned = chosen.Select(model.Prune).ToList();
+        foreach (var p in pruned)
+        {
+            p.Lambda = method == FinetuneMethod.Direct ? 1 : 0;
+        }
+        return pruned;
+    }
+
+    // The cost of the saved model once merged: a copy is loaded, merged and checked on real images.
+    private static (ModelCost Cost, double MaxAbsDiff) MergedCost(string checkpoint, RunData data)
+    {
+        var loaded = StageData.LoadCheckpoint(checkpoint);
+        using var model = loaded.Model;
+        using var scope = NewDisposeScope();
+        var images = TrainingRun.EvalLoader(data.Splits.Validation, data.Preprocessing, 64).Epoch(0).Take(1).Select(b => b.Images).ToList();
+        var report = Merger.MergeAll(model, images);
+        var profile = ModelProfiler.Profile(model, data.Preprocessing.InputSize);
+        return (new ModelCost(profile.Params, profile.Macs), report.MaxAbsDiff);
+    }
+}

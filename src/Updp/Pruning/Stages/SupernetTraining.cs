@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using Updp.Data;
+using Updp.Models;
+using Updp.Training;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>What stage 1, supernet training, needs (<c>updp supernet</c>).</summary>
+public sealed record SupernetOptions
+{
+    /// <summary>The baseline: an Updp checkpoint whose candidate blocks are original (or already pruned).</summary>
+    public required string Checkpoint { get; init; }
+
+    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
+    public required string Data { get; init; }
+
+    /// <summary>The run directory: <c>supernet.safetensors</c> (+ sidecar), <c>metrics.json</c>, resume state.</summary>
+    public required string OutDir { get; init; }
+
+    /// <summary>K_max: each step prunes between 0 and this many candidate blocks.</summary>
+    public required int MaxPruned { get; init; }
+
+    /// <summary>The blocks that may be pruned (global indices); null for all of the model's blocks.</summary>
+    public IReadOnlyList<int>? Candidates { get; init; }
+
+    /// <summary>The recipe; <see cref="TrainOptions.Seed"/> also seeds the per-step subsets and the calibration batches.</summary>
+    public TrainOptions Train { get; init; } = new();
+
+    /// <summary>Distillation from a teacher (usually the baseline itself); null trains on the labels alone.</summary>
+    public DistillationOptions? Distillation { get; init; }
+
+    /// <summary>Training batches the new batch norms are calibrated on before training.</summary>
+    public int CalibrationBatches { get; init; } = 10;
+
+    public int CalibrationBatchSize { get; init; } = 128;
+
+    /// <summary>Validation images held out; null takes the count the checkpoint's sidecar records (else 5000).</summary>
+    public int? ValidationCount { get; init; }
+
+    /// <summary>Seed of the validation split; null takes the checkpoint's (else <see cref="TrainOptions.Seed"/>).</summary>
+    public int? SplitSeed { get; init; }
+
+    /// <summary>Use only the first N training images (quick runs and tests).</summary>
+    public int? TrainLimit { get; init; }
+
+    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
+
+    public bool HorizontalFlip { get; init; } = true;
+
+    /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
+    public bool Resume { get; init; }
+
+    public int EvalBatchSize { get; init; } = 256;
+}
+
+/// <summary>What supernet training produced; also written to <c>metrics.json</c>.</summary>
+public sealed record SupernetResult
+{
+    /// <summary>The supernet: every candidate block in progressive form, λ=0 stored.</summary>
+    public required string Checkpoint { get; init; }
+
+    public required string Model { get; init; }
+
+    /// <summary>The candidate blocks.</summary>
+    public required IReadOnlyList<int> Blocks { get; init; }
+
+    public int MaxPruned { get; init; }
+
+    /// <summary>Validation top-1 of the final supernet with every block at λ=0 (the original network on the supernet's weights).</summary>
+    public double ValTop1 { get; init; }
+
+    public int Epochs { get; init; }
+
+    public double TrainSeconds { get; init; }
+
+    public int BatchSize { get; init; }
+
+    public double LearningRate { get; init; }
+
+    public int Seed { get; init; }
+
+    public int TrainImages { get; init; }
+
+    public required ValidationSplit Split { get; init; }
+
+    /// <summary>Batch norms calibrated before training.</summary>
+    public int CalibratedNorms { get; init; }
+
+    public DistillationOptions? Distillation { get; init; }
+
+    public IReadOnlyList<EpochResult> History { get; init; } = [];
+}
+
+/// <summary>
+/// Stage 1 of the method (DESIGN §2): from the baseline's weights, trains one set of weights that
+/// works with any subset of at most K_max candidate blocks pruned. Every candidate block gets its
+/// progressive form; each step samples a subset S (<see cref="SupernetSampler"/>) whose blocks run
+/// at λ=1 while the others run at λ=0, i.e. as the original blocks.
+/// </summary>
+public static class SupernetTraining
+{
+    /// <summary>Base name of the supernet checkpoint in the run directory.</summary>
+    public const string CheckpointName = "supernet";
+
+    /// <summary>
+    /// Loads the baseline, prunes every candidate block (λ=0), calibrates the new batch norms, trains
+    /// the supernet and saves it (the final epoch's weights, every candidate at λ=0) as
+    /// <c>OutDir/supernet.safetensors</c>. Validation after each epoch runs with every block at λ=0;
+    /// the test set is not used.
+    /// </summary>
+    public static SupernetResult Run(SupernetOptions options, IProgress<TrainProgress>? progress = null,
+        Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
+        using var model = loaded.Model;
+        var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the supernet's candidate blocks");
+        StageData.RequireUnmerged(model, candidates, options.Checkpoint);
+        var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed);
+        var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model);
+        var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
+            options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
+
+        var calibration = StageData.CalibrationImages(data, options.CalibrationBatches, options.CalibrationBatchSize, options.Train.Seed);
+        int calibrated;
+        try
+        {
+            calibrated = Prepare(model, candidates, calibration);
+        }
+        finally
+        {
+            StageData.DisposeAll(calibration);
+        }
+
+        using var teacher = options.Distillation is { } distill ? Teacher.Load(distill, model, data.Preprocessing) : null;
+        var none = new HashSet<int>();
+        var hooks = new TrainRunHooks
+        {
+            Loss = teacher?.Loss(options.Train.LabelSmoothing),
+            BeforeStep = (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet()),
+            BeforeEvaluate = (_, _) => StageData.SetLambdas(model, candidates, none),
+            // The supernet is the final epoch's weights: a validation score at λ=0 does not rank supernets.
+            CanBeBest = epoch => epoch == options.Train.Epochs,
+            CheckpointName = CheckpointName,
+            EvaluateTest = false,
+        };
+        var clock = Stopwatch.StartNew();
+        var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
+        var state = run.State;
+        var result = new SupernetResult
+        {
+            Checkpoint = run.BestCheckpoint,
+            Model = model.Config.Name,
+            Blocks = candidates,
+            MaxPruned = options.MaxPruned,
+            ValTop1 = state.History[^1].ValTop1,
+            Epochs = state.EpochsDone,
+            TrainSeconds = state.TrainSeconds,
+            BatchSize = options.Train.BatchSize,
+            LearningRate = options.Train.LearningRate,
+            Seed = options.Train.Seed,
+            TrainImages = data.Splits.Train.Count,
+            Split = data.Split,
+            CalibratedNorms = calibrated,
+            Distillation = options.Distillation,
+            History = state.History,
+        };
+        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
+        return result;
+    }
+
+    /// <summary>
+    /// Turns <paramref name="model"/> into an untrained supernet: prunes every block of
+    /// <paramref name="candidates"/> and calibrates each new batch norm on <paramref name="images"/>
+    /// with only its own block at λ=1, so that it sees the features the original network gives it
+    /// (where its LayerNorm was); then sets every candidate to λ=0.
+    /// </summary>
+    /// <returns>The number of batch norms calibrated.</returns>
+    public static int Prepare(ImageClassifier model, IReadOnlyList<int> candidates, IReadOnlyList<Tensor> images)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentNullException.ThrowIfNull(images);
+        var none = new HashSet<int>();
+        StageData.SetLambdas(model, candidates, none);
+        var calibrated = 0;
+        foreach (var index in candidates)
+        {
+            var block = model.Prune(index);
+            block.Lambda = 1;
+            calibrated += BatchNormCalibration.Recalibrate(model, images, block.BatchNorms);
+            block.Lambda = 0;
+        }
+        return calibrated;
+    }
+}
