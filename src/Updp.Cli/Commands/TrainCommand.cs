@@ -18,7 +18,7 @@ internal static class TrainCommand
         var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
         var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs };
         var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
-        var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => 2 };
+        var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => Data.ImageTransform.DefaultCropPadding };
         var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
         var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
         var seed = CommonOptions.Seed();

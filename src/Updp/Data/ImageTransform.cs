@@ -12,8 +12,8 @@ public sealed class ImageTransform
     /// <summary>Side length CIFAR-style architectures expect.</summary>
     public const int DefaultTargetSize = 32;
 
-    /// <summary>Padding of the classic CIFAR random crop.</summary>
-    public const int DefaultCropPadding = 4;
+    /// <summary>Random-crop padding: 2 rather than CIFAR's 4: on Fashion-MNIST it trained faster in short runs (docs/BENCHMARKS.md).</summary>
+    public const int DefaultCropPadding = 2;
 
     private readonly float[] _lookup;
 

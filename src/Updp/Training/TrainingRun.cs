@@ -28,8 +28,8 @@ public sealed record TrainRunOptions
 
     public double DropPathRate { get; init; }
 
-    /// <summary>Random-crop padding of the training augmentation (0 disables the crop); 2 beat 4 in short runs (docs/BENCHMARKS.md).</summary>
-    public int CropPadding { get; init; } = 2;
+    /// <summary>Random-crop padding of the training augmentation (0 disables the crop).</summary>
+    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
 
     /// <summary>Random horizontal flips in the training augmentation.</summary>
     public bool HorizontalFlip { get; init; } = true;
