@@ -18,6 +18,11 @@ internal static class CliErrors
             var message = e is ArgumentException a && a.ParamName is not null
                 ? a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal)
                 : e.Message;
+            if (e is ArgumentOutOfRangeException { ActualValue: { } actual })
+            {
+                // "…\nActual value was 99." becomes one line.
+                message = $"{message.Split('\n')[0].TrimEnd()} (got {actual})";
+            }
             err.MarkupLine($"[red]error:[/] {Markup.Escape(message)}");
             return 2;
         }

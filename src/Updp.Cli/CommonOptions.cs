@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Updp.Pruning;
+using Updp.Training;
 
 namespace Updp.Cli;
 
@@ -32,6 +34,57 @@ internal static class CommonOptions
             values.Add(v);
         }
         return [.. values];
+    }
+
+    // Options of the training stages (supernet, finetune, prune), declared once.
+    public static Option<int> BatchSize() => new("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
+
+    public static Option<double> LearningRate(double defaultValue) =>
+        new("--lr") { Description = "Peak learning rate (AdamW, cosine schedule).", DefaultValueFactory = _ => defaultValue };
+
+    public static Option<int?> TrainLimit() => new("--train-limit") { Description = "Train on the first N training images only (quick runs)." };
+
+    public static Option<int?> MaxSteps() => new("--max-steps") { Description = "Stop each epoch after N steps (quick runs)." };
+
+    public static Option<int?> ValSize() =>
+        new("--val-size") { Description = "Validation images carved from the training set (default: what the checkpoint's sidecar records, else 5000)." };
+
+    public static Option<int> CalibrationBatches() =>
+        new("--calibration-batches") { Description = "Training batches (of 128) batch-norm statistics are calibrated on.", DefaultValueFactory = _ => 10 };
+
+    public static Option<string?> Distill() =>
+        new("--distill") { Description = "Distil from this teacher checkpoint (usually the baseline): loss = (1−α)·CE + α·T²·KL." };
+
+    public static Option<double> DistillAlpha() =>
+        new("--distill-alpha") { Description = "α, the weight of the distillation term.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Alpha };
+
+    public static Option<double> DistillTemperature() =>
+        new("--distill-temperature") { Description = "T, the distillation temperature.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Temperature };
+
+    public static DistillationOptions? Distillation(string? teacher, double alpha, double temperature) =>
+        teacher is null ? null : new DistillationOptions { Teacher = teacher, Alpha = alpha, Temperature = temperature };
+
+    /// <summary>
+    /// Parses a list of 0-based block indices ("3,5,8"); an ArgumentException (exit code 2) names
+    /// the option, the value and what was expected.
+    /// </summary>
+    public static int[] ParseBlocks(string option, string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            throw new ArgumentException($"{option} needs block indices, e.g. {option} 3,5,8 (0-based, as `updp info` lists them)");
+        }
+        var blocks = new List<int>();
+        foreach (var token in value.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(token, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index))
+            {
+                throw new ArgumentException(
+                    $"{option} '{value}': '{token}' is not a block index; expected comma-separated 0-based block indices, e.g. 3,5,8");
+            }
+            blocks.Add(index);
+        }
+        return [.. blocks];
     }
 
     public static void ApplyThreads(int? threads)

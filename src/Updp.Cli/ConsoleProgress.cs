@@ -1,4 +1,5 @@
 using Spectre.Console;
+using Updp.Pruning;
 using Updp.Training;
 
 namespace Updp.Cli;
@@ -60,6 +61,44 @@ internal static class ConsoleProgress
         });
         return run(progress, PrintEpoch);
     }
+
+    /// <summary>Draws a subnet search: one bar over the subsets to score, with the last and best scores.</summary>
+    public static T Search<T>(Func<IProgress<SearchProgress>, T> run)
+    {
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            var lastLine = DateTime.UtcNow;
+            return run(new SyncProgress<SearchProgress>(p =>
+            {
+                if ((DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+                {
+                    lastLine = DateTime.UtcNow;
+                    Console.WriteLine(SearchLine(p));
+                }
+            }));
+        }
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("search", maxValue: 1);
+                result = run(new SyncProgress<SearchProgress>(p =>
+                {
+                    task.MaxValue = p.Budget;
+                    task.Value = p.Scored;
+                    task.Description = Markup.Escape(SearchLine(p));
+                }));
+                task.Value = task.MaxValue;
+            });
+        return result;
+    }
+
+    internal static string SearchLine(SearchProgress p) =>
+        $"search {p.Scored}/{p.Budget} subsets: [{string.Join(",", p.Blocks)}] {p.ValTop1:P1}, best {p.BestValTop1:P1}";
 
     private static void PrintEpoch(EpochResult epoch) => AnsiConsole.MarkupLine(Markup.Escape(
         $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +

@@ -14,6 +14,9 @@ public static class UpdpCli
         EvalCommand.Create(),
         PredictCommand.Create(),
         BenchCommand.Create(),
+        SupernetCommand.Create(),
+        SearchCommand.Create(),
+        FinetuneCommand.Create(),
         MergeCommand.Create(),
         DemoCommand.Create(),
     };

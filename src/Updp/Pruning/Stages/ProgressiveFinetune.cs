@@ -18,6 +18,16 @@ public enum FinetuneMethod
     Drop,
 }
 
+/// <summary>Which kind of checkpoint stage 3 starts from (DESIGN §2, <c>--init</c>).</summary>
+public enum FinetuneInit
+{
+    /// <summary>Stage 1's supernet: the checkpoint has blocks in progressive form.</summary>
+    Supernet,
+
+    /// <summary>The baseline: no block is pruned.</summary>
+    Baseline,
+}
+
 /// <summary>What stage 3, progressive subnet training, needs (<c>updp finetune</c>).</summary>
 public sealed record FinetuneOptions
 {
@@ -37,6 +47,12 @@ public sealed record FinetuneOptions
     public required IReadOnlyList<int> Blocks { get; init; }
 
     public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
+
+    /// <summary>
+    /// The kind of checkpoint <see cref="Checkpoint"/> must be; null accepts either. A mismatch is an
+    /// error, so that a comparison does not silently start one method from the wrong weights.
+    /// </summary>
+    public FinetuneInit? Init { get; init; }
 
     /// <summary>The fraction of training over which λ rises from 0 to 1 (<see cref="FinetuneMethod.Updp"/> only).</summary>
     public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
@@ -170,7 +186,13 @@ public static class ProgressiveFinetune
         };
         var loaded = StageData.LoadCheckpoint(options.Checkpoint);
         using var model = loaded.Model;
-        var init = model.PrunedBlocks().Any() ? "supernet" : "baseline";
+        var init = model.PrunedBlocks().Any() ? FinetuneInit.Supernet : FinetuneInit.Baseline;
+        if (options.Init is { } expected && expected != init)
+        {
+            throw new ArgumentException(expected == FinetuneInit.Supernet
+                ? $"init supernet: '{options.Checkpoint}' has no block in progressive form, so it is a baseline, not a supernet"
+                : $"init baseline: '{options.Checkpoint}' has pruned blocks, so it is a supernet or a pruned model, not a baseline");
+        }
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
         var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
         var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model);
@@ -222,7 +244,7 @@ public static class ProgressiveFinetune
             Method = options.Method.ToString().ToLowerInvariant(),
             Blocks = blocks,
             InitCheckpoint = options.Checkpoint,
-            Init = init,
+            Init = init.ToString().ToLowerInvariant(),
             Ramp = ramp,
             Distillation = options.Distillation,
             Checkpoint = run.BestCheckpoint,

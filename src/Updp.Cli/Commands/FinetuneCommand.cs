@@ -1,0 +1,107 @@
+using System.CommandLine;
+using Spectre.Console;
+using Updp.Pruning;
+using Updp.Training;
+
+namespace Updp.Cli.Commands;
+
+/// <summary>
+/// <c>updp finetune</c> (stage 3): trains the subnet that prunes the given blocks, by UPDP's λ ramp
+/// or one of the comparison methods; writes OUT/pruned.safetensors (ready for <c>updp merge</c>) and OUT/metrics.json.
+/// </summary>
+internal static class FinetuneCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = CommonOptions.Checkpoint();
+        checkpoint.Description = "The initial weights F: the supernet (OUT/supernet.safetensors of `updp supernet`) or the baseline; see --init.";
+        checkpoint.Required = true;
+        var data = CommonOptions.Data();
+        var pruned = new Option<string>("--pruned") { Description = "S: the blocks to prune, e.g. 3,5,8 (0-based, e.g. the first candidate of search.json).", Required = true };
+        var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs };
+        var method = new Option<string>("--method")
+        {
+            Description = "updp: λ rises 0→1 over the first --ramp of training; direct: λ=1 from the start; drop: the blocks are removed.",
+            DefaultValueFactory = _ => "updp",
+        };
+        var init = new Option<string?>("--init")
+        {
+            Description = "supernet|baseline: the kind of checkpoint --checkpoint must be (checked: a supernet has blocks in progressive form, " +
+                "a baseline none); default: either, recorded in metrics.json. For a fair comparison give every method the same --checkpoint, data, epochs, seed and --pruned.",
+        };
+        var ramp = new Option<double>("--ramp") { Description = "updp only: the fraction of training over which λ rises linearly per step.", DefaultValueFactory = _ => LambdaRamp.DefaultRamp };
+        var outDir = new Option<string>("--out") { Description = "Run directory: pruned.safetensors (+ .json), metrics.json, resume state.", Required = true };
+        var batch = CommonOptions.BatchSize();
+        var lr = CommonOptions.LearningRate(1e-3);
+        var seed = CommonOptions.Seed();
+        var trainLimit = CommonOptions.TrainLimit();
+        var maxSteps = CommonOptions.MaxSteps();
+        var valSize = CommonOptions.ValSize();
+        var calibration = CommonOptions.CalibrationBatches();
+        var distill = CommonOptions.Distill();
+        var alpha = CommonOptions.DistillAlpha();
+        var temperature = CommonOptions.DistillTemperature();
+        var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
+        var threads = CommonOptions.Threads();
+        var command = new Command("finetune",
+            "Stage 3: fine-tune the subnet pruning --pruned from --checkpoint; writes OUT/pruned.safetensors (λ=1, ready for `updp merge`) and OUT/metrics.json (test top-1, merged params and MACs).")
+        {
+            checkpoint, data, pruned, epochs, method, init, ramp, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
+            distill, alpha, temperature, resume, threads,
+        };
+        command.SetAction(parse =>
+        {
+            CommonOptions.ApplyThreads(parse.GetValue(threads));
+            var options = new FinetuneOptions
+            {
+                Checkpoint = parse.GetValue(checkpoint)!,
+                Data = parse.GetValue(data)!,
+                OutDir = parse.GetValue(outDir)!,
+                Blocks = CommonOptions.ParseBlocks("--pruned", parse.GetValue(pruned)),
+                Method = ParseMethod(parse.GetValue(method)),
+                Init = parse.GetValue(init) is { } kind ? ParseInit(kind) : null,
+                Ramp = parse.GetValue(ramp),
+                Train = new TrainOptions
+                {
+                    Epochs = parse.GetValue(epochs),
+                    BatchSize = parse.GetValue(batch),
+                    LearningRate = parse.GetValue(lr),
+                    Seed = parse.GetValue(seed),
+                    MaxStepsPerEpoch = parse.GetValue(maxSteps),
+                },
+                Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
+                CalibrationBatches = parse.GetValue(calibration),
+                ValidationCount = parse.GetValue(valSize),
+                TrainLimit = parse.GetValue(trainLimit),
+                Resume = parse.GetValue(resume),
+            };
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)} from {options.Checkpoint} on {options.Data}: " +
+                $"{options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));
+            var result = ConsoleProgress.Train("finetune", (progress, epochDone) => ProgressiveFinetune.Run(options, progress, epochDone));
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"{result.Method} from the {result.Init}: test top-1 {result.Top1:P2} (best epoch {result.BestEpoch}, val top-1 {result.ValTop1:P2}); " +
+                $"merged {result.Params:N0} params, {result.Macs:N0} MACs (unpruned {result.Original.Params:N0}, {result.Original.Macs:N0}); " +
+                $"merge check max |Δ| {result.MergeMaxAbsDiff:G3}"));
+            AnsiConsole.MarkupLine(Markup.Escape($"wrote {result.Checkpoint} and {Path.Combine(options.OutDir, "metrics.json")}"));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>updp, direct or drop; anything else is an input error naming the value.</summary>
+    public static FinetuneMethod ParseMethod(string? value) => value?.ToLowerInvariant() switch
+    {
+        "updp" => FinetuneMethod.Updp,
+        "direct" => FinetuneMethod.Direct,
+        "drop" => FinetuneMethod.Drop,
+        _ => throw new ArgumentException($"--method '{value}': expected updp, direct or drop"),
+    };
+
+    private static FinetuneInit ParseInit(string value) => value.ToLowerInvariant() switch
+    {
+        "supernet" => FinetuneInit.Supernet,
+        "baseline" => FinetuneInit.Baseline,
+        _ => throw new ArgumentException($"--init '{value}': expected supernet or baseline"),
+    };
+}

@@ -1,0 +1,84 @@
+using System.CommandLine;
+using Spectre.Console;
+using Updp.Pruning;
+
+namespace Updp.Cli.Commands;
+
+/// <summary>
+/// <c>updp search</c> (stage 2): ranks the subsets of K blocks by the supernet's validation top-1
+/// (after BN recalibration per subset) and writes OUT/search.json.
+/// </summary>
+internal static class SearchCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = CommonOptions.Checkpoint();
+        checkpoint.Description = "The supernet (OUT/supernet.safetensors of `updp supernet`); a baseline works too.";
+        checkpoint.Required = true;
+        var data = CommonOptions.Data();
+        var blocks = new Option<int>("--blocks") { Description = "K: how many blocks each candidate subset prunes.", Required = true };
+        var candidates = new Option<string?>("--candidates") { Description = "Blocks subsets are drawn from, e.g. 1,2,3 (0-based; default: every block)." };
+        var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true };
+        var strategy = new SearchStrategy();
+        var population = new Option<int>("--population") { Description = "Evolutionary search: subsets per generation.", DefaultValueFactory = _ => strategy.Population };
+        var generations = new Option<int>("--generations") { Description = "Evolutionary search: generations after the random first one.", DefaultValueFactory = _ => strategy.Generations };
+        var exhaustive = new Option<long?>("--exhaustive-limit") { Description = "Score every subset when there are at most this many (default: population·(generations+1))." };
+        var seed = CommonOptions.Seed();
+        seed.Description = "Seed of the evolutionary search and of the calibration batches.";
+        var valLimit = new Option<int?>("--val-limit") { Description = "Score on the first N validation images only (faster, noisier)." };
+        var valSize = CommonOptions.ValSize();
+        var calibration = CommonOptions.CalibrationBatches();
+        var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 };
+        var threads = CommonOptions.Threads();
+        var command = new Command("search",
+            "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json. " +
+            "Every subset is scored when there are at most --exhaustive-limit of them; otherwise an evolutionary search " +
+            "(a random population of --population subsets, then --generations rounds of mutation and crossover among the better half, " +
+            "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed).")
+        {
+            checkpoint, data, blocks, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
+        };
+        command.SetAction(parse =>
+        {
+            CommonOptions.ApplyThreads(parse.GetValue(threads));
+            var options = new SearchOptions
+            {
+                Checkpoint = parse.GetValue(checkpoint)!,
+                Data = parse.GetValue(data)!,
+                Blocks = parse.GetValue(blocks),
+                OutDir = parse.GetValue(outDir)!,
+                Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,
+                Strategy = new SearchStrategy
+                {
+                    Seed = parse.GetValue(seed),
+                    Population = parse.GetValue(population),
+                    Generations = parse.GetValue(generations),
+                    ExhaustiveLimit = parse.GetValue(exhaustive),
+                },
+                CalibrationBatches = parse.GetValue(calibration),
+                ValidationLimit = parse.GetValue(valLimit),
+                ValidationCount = parse.GetValue(valSize),
+            };
+            var result = ConsoleProgress.Search(progress => SubnetSearch.Run(options, progress));
+            Render(result, parse.GetValue(top));
+            AnsiConsole.MarkupLine(Markup.Escape($"wrote {Path.Combine(options.OutDir!, SubnetSearch.ResultFile)}"));
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>The best candidates as a table.</summary>
+    public static void Render(SearchResult result, int top)
+    {
+        AnsiConsole.MarkupLine(Markup.Escape(
+            $"{result.Method} search of K = {result.PrunedBlocks} among blocks {string.Join(",", result.CandidateBlocks)}: " +
+            $"{result.Scored} of {result.Subsets} subsets scored on {result.ValidationImages} validation images in {result.Seconds:F0} s"));
+        var table = new Table().AddColumns("rank", "blocks", "val top-1", "params", "MACs");
+        foreach (var (c, i) in result.Candidates.Take(Math.Max(top, 0)).Select((c, i) => (c, i)))
+        {
+            table.AddRow((i + 1).ToString(), string.Join(",", c.Blocks), c.ValTop1.ToString("P2"), c.Params.ToString("N0"), c.Macs.ToString("N0"));
+        }
+        table.AddRow("", "(none pruned)", "", result.Original.Params.ToString("N0"), result.Original.Macs.ToString("N0"));
+        AnsiConsole.Write(table);
+    }
+}
