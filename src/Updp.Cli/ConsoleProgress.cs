@@ -97,6 +97,91 @@ internal static class ConsoleProgress
         return result;
     }
 
+    /// <summary>
+    /// Draws <c>updp prune</c>: one bar per stage (training steps, scored subsets), a line when a stage
+    /// starts, is skipped (finished in an earlier run) or finishes, and a line per epoch.
+    /// </summary>
+    public static T Prune<T>(Func<IProgress<PruneProgress>, T> run)
+    {
+        static string Name(PruneStage stage) => stage.ToString().ToLowerInvariant();
+        static void Line(PruneProgress p)
+        {
+            switch (p.Event)
+            {
+                case PruneEvent.Started or PruneEvent.Finished:
+                    AnsiConsole.MarkupLine(Markup.Escape($"{Name(p.Stage)}: {(p.Event == PruneEvent.Started ? "started" : "done")}, {p.Message}"));
+                    break;
+                case PruneEvent.Skipped:
+                    AnsiConsole.MarkupLine(Markup.Escape($"{Name(p.Stage)}: skipped (finished earlier), {p.Message}"));
+                    break;
+                case PruneEvent.Epoch:
+                    PrintEpoch(p.Epoch!);
+                    break;
+                default:
+                    break;
+            }
+        }
+        if (!AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            var lastLine = DateTime.UtcNow;
+            return run(new SyncProgress<PruneProgress>(p =>
+            {
+                Line(p);
+                if (p.Event == PruneEvent.Step && (DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+                {
+                    lastLine = DateTime.UtcNow;
+                    Console.WriteLine(p.Train is { } t
+                        ? $"{Name(p.Stage)} epoch {t.Epoch}/{t.Epochs} step {t.Step}/{t.StepsPerEpoch} loss {t.Loss:F3} acc {t.Accuracy:P1} ETA {t.Eta:hh\\:mm\\:ss}"
+                        : SearchLine(p.Search!));
+                }
+            }));
+        }
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var tasks = Enum.GetValues<PruneStage>().ToDictionary(s => s, s => ctx.AddTask(Name(s), autoStart: false, maxValue: 1));
+                var lastDraw = DateTime.MinValue;
+                result = run(new SyncProgress<PruneProgress>(p =>
+                {
+                    Line(p);
+                    var task = tasks[p.Stage];
+                    switch (p.Event)
+                    {
+                        case PruneEvent.Started:
+                            task.StartTask();
+                            break;
+                        case PruneEvent.Skipped or PruneEvent.Finished:
+                            task.Description = Markup.Escape($"{Name(p.Stage)}: {(p.Event == PruneEvent.Skipped ? "skipped" : "done")}");
+                            task.Value = task.MaxValue;
+                            task.StopTask();
+                            break;
+                        case PruneEvent.Step when p.Train is { } t:
+                            task.MaxValue = (double)t.Epochs * t.StepsPerEpoch;
+                            task.Value = ((double)(t.Epoch - 1) * t.StepsPerEpoch) + t.Step;
+                            if ((DateTime.UtcNow - lastDraw).TotalMilliseconds > 250)
+                            {
+                                lastDraw = DateTime.UtcNow;
+                                task.Description = Markup.Escape($"{Name(p.Stage)} epoch {t.Epoch}/{t.Epochs} loss {t.Loss:F3} acc {t.Accuracy:P1} {t.ImagesPerSecond:F0} img/s");
+                            }
+                            break;
+                        case PruneEvent.Step when p.Search is { } s:
+                            task.MaxValue = s.Budget;
+                            task.Value = s.Scored;
+                            task.Description = Markup.Escape(SearchLine(s));
+                            break;
+                        default:
+                            break;
+                    }
+                }));
+            });
+        return result;
+    }
+
     internal static string SearchLine(SearchProgress p) =>
         $"search {p.Scored}/{p.Budget} subsets: [{string.Join(",", p.Blocks)}] {p.ValTop1:P1}, best {p.BestValTop1:P1}";
 

@@ -18,6 +18,7 @@ public static class UpdpCli
         SearchCommand.Create(),
         FinetuneCommand.Create(),
         MergeCommand.Create(),
+        PruneCommand.Create(),
         DemoCommand.Create(),
     };
 

@@ -1,0 +1,107 @@
+using System.CommandLine;
+using Spectre.Console;
+using Updp.Pruning;
+using Updp.Training;
+
+namespace Updp.Cli.Commands;
+
+/// <summary>
+/// <c>updp prune</c>: the four stages (supernet → search → finetune → merge) in one run directory,
+/// with the measurements; running it again continues after the last finished stage.
+/// </summary>
+internal static class PruneCommand
+{
+    public static Command Create()
+    {
+        var defaults = new PruneOptions { Checkpoint = "", Data = "", OutDir = "", Blocks = 1 };
+        var checkpoint = CommonOptions.Checkpoint();
+        checkpoint.Description = "The baseline: an Updp checkpoint (.safetensors + .json sidecar), e.g. OUT/model.safetensors of `updp train`.";
+        checkpoint.Required = true;
+        var data = CommonOptions.Data();
+        var blocks = new Option<int>("--blocks") { Description = "K: how many blocks to prune.", Required = true };
+        var method = new Option<string>("--method") { Description = "Stage 3: updp, direct or drop (see `updp finetune --help`).", DefaultValueFactory = _ => "updp" };
+        var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true };
+        var maxPruned = new Option<int?>("--max-pruned") { Description = "Stage 1: K_max (default: K)." };
+        var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
+        var supernetEpochs = new Option<int>("--supernet-epochs") { Description = "Stage 1 epochs.", DefaultValueFactory = _ => defaults.Supernet.Epochs };
+        var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Stage 3 epochs.", DefaultValueFactory = _ => defaults.Finetune.Epochs };
+        var population = new Option<int>("--search-population") { Description = "Stage 2: evolutionary population.", DefaultValueFactory = _ => defaults.Search.Population };
+        var generations = new Option<int>("--search-generations") { Description = "Stage 2: evolutionary generations.", DefaultValueFactory = _ => defaults.Search.Generations };
+        var valLimit = new Option<int?>("--search-val-limit") { Description = "Stage 2: score on the first N validation images only." };
+        var ramp = new Option<double>("--ramp") { Description = "Stage 3 (updp): fraction of training over which λ rises 0→1.", DefaultValueFactory = _ => defaults.Ramp };
+        var batch = CommonOptions.BatchSize();
+        var lr = CommonOptions.LearningRate(defaults.Finetune.LearningRate);
+        lr.Description = "Peak learning rate of stages 1 and 3 (AdamW, cosine).";
+        var seed = CommonOptions.Seed();
+        var trainLimit = CommonOptions.TrainLimit();
+        var maxSteps = CommonOptions.MaxSteps();
+        var valSize = CommonOptions.ValSize();
+        var calibration = CommonOptions.CalibrationBatches();
+        var distill = CommonOptions.Distill();
+        var alpha = CommonOptions.DistillAlpha();
+        var temperature = CommonOptions.DistillTemperature();
+        var latencyRuns = new Option<int>("--latency-runs") { Description = "Timed forward passes per latency measurement.", DefaultValueFactory = _ => defaults.LatencyRuns };
+        var threads = CommonOptions.Threads();
+        var command = new Command("prune",
+            "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +
+            "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md. " +
+            "Run it again after an interruption: finished stages (found by their output files) are skipped.")
+        {
+            checkpoint, data, blocks, method, outDir, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
+            batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads,
+        };
+        command.SetAction(parse =>
+        {
+            CommonOptions.ApplyThreads(parse.GetValue(threads));
+            TrainOptions Recipe(int epochs) => new()
+            {
+                Epochs = epochs,
+                BatchSize = parse.GetValue(batch),
+                LearningRate = parse.GetValue(lr),
+                Seed = parse.GetValue(seed),
+                MaxStepsPerEpoch = parse.GetValue(maxSteps),
+            };
+            var options = defaults with
+            {
+                Checkpoint = parse.GetValue(checkpoint)!,
+                Data = parse.GetValue(data)!,
+                OutDir = parse.GetValue(outDir)!,
+                Blocks = parse.GetValue(blocks),
+                Method = FinetuneCommand.ParseMethod(parse.GetValue(method)),
+                MaxPruned = parse.GetValue(maxPruned),
+                Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,
+                Supernet = Recipe(parse.GetValue(supernetEpochs)),
+                Finetune = Recipe(parse.GetValue(finetuneEpochs)),
+                Search = new SearchStrategy { Seed = parse.GetValue(seed), Population = parse.GetValue(population), Generations = parse.GetValue(generations) },
+                SearchValidationLimit = parse.GetValue(valLimit),
+                Ramp = parse.GetValue(ramp),
+                Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
+                CalibrationBatches = parse.GetValue(calibration),
+                ValidationCount = parse.GetValue(valSize),
+                TrainLimit = parse.GetValue(trainLimit),
+                LatencyRuns = parse.GetValue(latencyRuns),
+            };
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"pruning {options.Blocks} blocks of {options.Checkpoint} on {options.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
+                $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
+            var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress));
+            Render(result.Metrics);
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) })}"));
+            return 0;
+        });
+        return command;
+    }
+
+    private static void Render(PruneMetrics m)
+    {
+        var table = new Table().AddColumns("model", "test top-1", "params", "MACs", "ms b1", "ms b32");
+        table.AddRow("baseline", m.BaselineTop1.ToString("P2"), m.BaselineParams.ToString("N0"), m.BaselineMacs.ToString("N0"),
+            m.BaselineLatencyMsB1.ToString("F2"), m.BaselineLatencyMsB32.ToString("F2"));
+        table.AddRow(Markup.Escape($"merged [{string.Join(",", m.Blocks)}]"), m.Top1.ToString("P2"), m.Params.ToString("N0"), m.Macs.ToString("N0"),
+            m.LatencyMsB1.ToString("F2"), m.LatencyMsB32.ToString("F2"));
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine(Markup.Escape(
+            $"speed-up {m.Speedup:F2}× (batch 1), {m.SpeedupB32:F2}× (batch 32); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}"));
+    }
+}

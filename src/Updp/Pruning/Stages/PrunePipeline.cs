@@ -1,0 +1,456 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Updp.Benchmarks;
+using Updp.Checkpoints;
+using Updp.Models;
+using Updp.Training;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>What <see cref="PrunePipeline"/> needs (<c>updp prune</c>): the four stages' settings in one place.</summary>
+public sealed record PruneOptions
+{
+    /// <summary>The baseline (an Updp checkpoint with sidecar, every block original).</summary>
+    public required string Checkpoint { get; init; }
+
+    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
+    public required string Data { get; init; }
+
+    /// <summary>The run directory; see <see cref="PrunePipeline"/> for its layout.</summary>
+    public required string OutDir { get; init; }
+
+    /// <summary>K: how many blocks the pruned model loses.</summary>
+    public required int Blocks { get; init; }
+
+    /// <summary>How stage 3 prunes the chosen blocks.</summary>
+    public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
+
+    /// <summary>K_max of the supernet; null for K.</summary>
+    public int? MaxPruned { get; init; }
+
+    /// <summary>The blocks that may be pruned; null for all.</summary>
+    public IReadOnlyList<int>? Candidates { get; init; }
+
+    /// <summary>Stage 1's recipe; its seed also seeds the search and stage 3 unless they say otherwise.</summary>
+    public TrainOptions Supernet { get; init; } = new() { Epochs = 3, LearningRate = 1e-3 };
+
+    public SearchStrategy Search { get; init; } = new();
+
+    /// <summary>Score subsets on the first N validation images only; null for the whole split.</summary>
+    public int? SearchValidationLimit { get; init; }
+
+    /// <summary>Stage 3's recipe.</summary>
+    public TrainOptions Finetune { get; init; } = new() { LearningRate = 1e-3 };
+
+    /// <summary>λ ramp fraction of stage 3 (<see cref="FinetuneMethod.Updp"/>).</summary>
+    public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
+
+    /// <summary>Distillation in stages 1 and 3; null for none.</summary>
+    public DistillationOptions? Distillation { get; init; }
+
+    public int CalibrationBatches { get; init; } = 10;
+
+    public int CalibrationBatchSize { get; init; } = 128;
+
+    /// <summary>Validation images held out; null takes the baseline's sidecar (else 5000).</summary>
+    public int? ValidationCount { get; init; }
+
+    /// <summary>Train on the first N training images only (quick runs and tests).</summary>
+    public int? TrainLimit { get; init; }
+
+    public int EvalBatchSize { get; init; } = 256;
+
+    /// <summary>Real test images the merge is verified on (plus one random batch).</summary>
+    public int MergeCheckImages { get; init; } = 256;
+
+    /// <summary>Timed forward passes per latency measurement (after <see cref="LatencyWarmup"/> untimed ones).</summary>
+    public int LatencyRuns { get; init; } = 20;
+
+    public int LatencyWarmup { get; init; } = 3;
+}
+
+/// <summary>The four stages, in order.</summary>
+public enum PruneStage
+{
+    Supernet,
+    Search,
+    Finetune,
+    Merge,
+}
+
+/// <summary>What a progress report says.</summary>
+public enum PruneEvent
+{
+    /// <summary>The stage starts (or resumes).</summary>
+    Started,
+
+    /// <summary>The stage had finished in an earlier run; its output is reused.</summary>
+    Skipped,
+
+    /// <summary>A training step (<see cref="PruneProgress.Train"/>) or a scored subset (<see cref="PruneProgress.Search"/>).</summary>
+    Step,
+
+    /// <summary>A training epoch ended (<see cref="PruneProgress.Epoch"/>).</summary>
+    Epoch,
+
+    Finished,
+}
+
+/// <summary>One progress report of <see cref="PrunePipeline.Run"/>; <see cref="Message"/> describes Started, Skipped and Finished.</summary>
+public sealed record PruneProgress(PruneStage Stage, PruneEvent Event, string? Message = null,
+    TrainProgress? Train = null, SearchProgress? Search = null, EpochResult? Epoch = null);
+
+/// <summary>The pipeline's summary, written to <c>metrics.json</c> (snake_case keys).</summary>
+public sealed record PruneMetrics
+{
+    public string Model { get; init; } = "";
+
+    public string Method { get; init; } = "";
+
+    /// <summary>S, the pruned (merged or dropped) blocks.</summary>
+    public IReadOnlyList<int> Blocks { get; init; } = [];
+
+    /// <summary>Test top-1 of the baseline.</summary>
+    public double BaselineTop1 { get; init; }
+
+    /// <summary>Test top-1 of the fine-tuned pruned model (the merged model computes the same function, verified).</summary>
+    public double Top1 { get; init; }
+
+    /// <summary>Validation top-1 of the search's best subset, on the supernet.</summary>
+    public double SearchValTop1 { get; init; }
+
+    public long BaselineParams { get; init; }
+
+    public long BaselineMacs { get; init; }
+
+    /// <summary>Parameters of the merged model.</summary>
+    public long Params { get; init; }
+
+    /// <summary>MACs of the merged model.</summary>
+    public long Macs { get; init; }
+
+    public double MergeMaxAbsDiff { get; init; }
+
+    public double MergeTolerance { get; init; }
+
+    public int InputSize { get; init; }
+
+    /// <summary>Intra-op threads during the latency measurements.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Median TorchSharp CPU inference latency (ms), baseline and merged, batch 1 and 32.</summary>
+    public double BaselineLatencyMsB1 { get; init; }
+
+    public double LatencyMsB1 { get; init; }
+
+    public double BaselineLatencyMsB32 { get; init; }
+
+    public double LatencyMsB32 { get; init; }
+
+    /// <summary>Baseline latency / merged latency at batch 1.</summary>
+    public double Speedup { get; init; }
+
+    /// <summary>Baseline latency / merged latency at batch 32.</summary>
+    public double SpeedupB32 { get; init; }
+}
+
+/// <summary>What <see cref="PrunePipeline.Run"/> did.</summary>
+/// <param name="Skipped">Stages that had finished in an earlier run and were not run again.</param>
+public sealed record PruneResult(PruneMetrics Metrics, IReadOnlyList<PruneStage> Skipped);
+
+/// <summary>
+/// The whole method (DESIGN §2) in one run directory: supernet → search → fine-tune → merge, then
+/// test top-1, costs and TorchSharp latency of baseline and merged model. Layout of OutDir:
+/// <c>supernet/</c> (stage 1, <c>supernet.safetensors</c>), <c>search.json</c> (stage 2),
+/// <c>finetune/</c> (stage 3, <c>pruned.safetensors</c>), <c>merged.safetensors</c> (stage 4),
+/// <c>metrics.json</c> and <c>report.md</c>. Every file is written atomically and a stage counts as
+/// finished when its final file exists (training stages: their <c>metrics.json</c>, written last),
+/// so running again after an interruption skips the finished stages and resumes an interrupted
+/// training stage from its last epoch.
+/// </summary>
+public static class PrunePipeline
+{
+    public const string MetricsFile = "metrics.json";
+    public const string ReportFile = "report.md";
+    public const string MergedFile = "merged.safetensors";
+
+    public static string SupernetDir(string outDir) => Path.Combine(outDir, "supernet");
+
+    public static string SearchFile(string outDir) => Path.Combine(outDir, SubnetSearch.ResultFile);
+
+    public static string FinetuneDir(string outDir) => Path.Combine(outDir, "finetune");
+
+    public static PruneResult Run(PruneOptions options, IProgress<PruneProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var outDir = options.OutDir;
+        var (candidates, inputSize) = Check(options);
+        var maxPruned = options.MaxPruned ?? options.Blocks;
+        var skipped = new List<PruneStage>();
+        void Report(PruneStage stage, PruneEvent e, string message) => progress?.Report(new PruneProgress(stage, e, message));
+        IProgress<TrainProgress> TrainProgressOf(PruneStage stage) =>
+            new Relay<TrainProgress>(p => progress?.Report(new PruneProgress(stage, PruneEvent.Step, Train: p)));
+        Action<EpochResult> EpochOf(PruneStage stage) => e => progress?.Report(new PruneProgress(stage, PruneEvent.Epoch, Epoch: e));
+
+        // Stage 1.
+        var supernetDir = SupernetDir(outDir);
+        var supernet = Path.Combine(supernetDir, SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
+        if (File.Exists(supernet) && File.Exists(Path.Combine(supernetDir, MetricsFile)))
+        {
+            skipped.Add(PruneStage.Supernet);
+            Report(PruneStage.Supernet, PruneEvent.Skipped, $"reusing {supernet}");
+        }
+        else
+        {
+            Report(PruneStage.Supernet, PruneEvent.Started, $"K_max {maxPruned}, {options.Supernet.Epochs} epochs");
+            var result = SupernetTraining.Run(new SupernetOptions
+            {
+                Checkpoint = options.Checkpoint,
+                Data = options.Data,
+                OutDir = supernetDir,
+                MaxPruned = maxPruned,
+                Candidates = candidates,
+                Train = options.Supernet,
+                Distillation = options.Distillation,
+                CalibrationBatches = options.CalibrationBatches,
+                CalibrationBatchSize = options.CalibrationBatchSize,
+                ValidationCount = options.ValidationCount,
+                TrainLimit = options.TrainLimit,
+                Resume = true,
+                EvalBatchSize = options.EvalBatchSize,
+            }, TrainProgressOf(PruneStage.Supernet), EpochOf(PruneStage.Supernet), cancellation);
+            Report(PruneStage.Supernet, PruneEvent.Finished, $"val top-1 {result.ValTop1:P2} with every block original");
+        }
+
+        // Stage 2.
+        var searchFile = SearchFile(outDir);
+        if (File.Exists(searchFile))
+        {
+            skipped.Add(PruneStage.Search);
+            Report(PruneStage.Search, PruneEvent.Skipped, $"reusing {searchFile}");
+        }
+        else
+        {
+            Report(PruneStage.Search, PruneEvent.Started, $"K = {options.Blocks}");
+            SubnetSearch.Run(new SearchOptions
+            {
+                Checkpoint = supernet,
+                Data = options.Data,
+                Blocks = options.Blocks,
+                OutDir = outDir,
+                Candidates = candidates,
+                Strategy = options.Search,
+                CalibrationBatches = options.CalibrationBatches,
+                CalibrationBatchSize = options.CalibrationBatchSize,
+                ValidationLimit = options.SearchValidationLimit,
+                EvalBatchSize = options.EvalBatchSize,
+            }, new Relay<SearchProgress>(p => progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Step, Search: p))), cancellation);
+        }
+        var (chosen, searchTop1) = ReadSearch(searchFile, options.Blocks);
+        Report(PruneStage.Search, PruneEvent.Finished, $"best blocks {string.Join(",", chosen)}: val top-1 {searchTop1:P2}");
+
+        // Stage 3.
+        var method = options.Method.ToString().ToLowerInvariant();
+        var finetuneDir = FinetuneDir(outDir);
+        var finetuneMetrics = Path.Combine(finetuneDir, MetricsFile);
+        var pruned = Path.Combine(finetuneDir, ProgressiveFinetune.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
+        if (File.Exists(pruned) && File.Exists(finetuneMetrics))
+        {
+            skipped.Add(PruneStage.Finetune);
+            Report(PruneStage.Finetune, PruneEvent.Skipped, $"reusing {pruned}");
+        }
+        else
+        {
+            Report(PruneStage.Finetune, PruneEvent.Started, $"{method} on blocks {string.Join(",", chosen)}, {options.Finetune.Epochs} epochs");
+            ProgressiveFinetune.Run(new FinetuneOptions
+            {
+                Checkpoint = supernet,
+                Data = options.Data,
+                OutDir = finetuneDir,
+                Blocks = chosen,
+                Method = options.Method,
+                Init = FinetuneInit.Supernet,
+                Ramp = options.Ramp,
+                Train = options.Finetune,
+                Distillation = options.Distillation,
+                CalibrationBatches = options.CalibrationBatches,
+                CalibrationBatchSize = options.CalibrationBatchSize,
+                TrainLimit = options.TrainLimit,
+                Resume = true,
+                EvalBatchSize = options.EvalBatchSize,
+            }, TrainProgressOf(PruneStage.Finetune), EpochOf(PruneStage.Finetune), cancellation);
+        }
+        var top1 = ReadFinetune(finetuneMetrics, method, chosen);
+        Report(PruneStage.Finetune, PruneEvent.Finished, $"test top-1 {top1:P2}");
+
+        // Stage 4, with the measurements.
+        var merged = Path.Combine(outDir, MergedFile);
+        var metricsFile = Path.Combine(outDir, MetricsFile);
+        var reportFile = Path.Combine(outDir, ReportFile);
+        if (File.Exists(merged) && File.Exists(metricsFile) && File.Exists(reportFile))
+        {
+            skipped.Add(PruneStage.Merge);
+            Report(PruneStage.Merge, PruneEvent.Skipped, $"reusing {merged} and {metricsFile}");
+            return new PruneResult(RunDirectory.ReadJson<PruneMetrics>(metricsFile), skipped);
+        }
+        Report(PruneStage.Merge, PruneEvent.Started, "merge, verify, evaluate the baseline, time both models");
+        var metrics = MergeAndMeasure(options, pruned, merged, inputSize, method, chosen, top1, searchTop1);
+        RunDirectory.WriteJson(metricsFile, metrics);
+        AtomicFile.WriteAllText(reportFile, RenderReport(options, metrics));
+        Report(PruneStage.Merge, PruneEvent.Finished, $"max |Δ| {metrics.MergeMaxAbsDiff:G3}, speed-up {metrics.Speedup:F2}× at batch 1");
+        return new PruneResult(metrics, skipped);
+    }
+
+    // Fails on bad input before any stage runs (and before anything is written).
+    private static (int[] Candidates, int InputSize) Check(PruneOptions options)
+    {
+        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
+        using var model = loaded.Model;
+        var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the candidate blocks");
+        if (options.Blocks < 1 || options.Blocks > candidates.Length)
+        {
+            throw new ArgumentException(
+                $"K = {options.Blocks} blocks to prune: expected 1–{candidates.Length}, the number of candidate blocks of '{options.Checkpoint}'");
+        }
+        if (options.MaxPruned is int kMax && (kMax < options.Blocks || kMax > candidates.Length))
+        {
+            throw new ArgumentException($"K_max = {kMax}: expected {options.Blocks}–{candidates.Length} (at least K, at most the candidate blocks)");
+        }
+        if (model.PrunedBlocks().Any() || model.Blocks.Any(b => model.FormOf(b.Index) != BlockForm.Original))
+        {
+            throw new ArgumentException($"'{options.Checkpoint}' has pruned, merged or dropped blocks; the pipeline starts from a baseline");
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MergeCheckImages, nameof(options.MergeCheckImages));
+        var inputSize = loaded.Meta?.Preprocessing?.InputSize
+            ?? throw new ArgumentException($"'{options.Checkpoint}' has no preprocessing in its sidecar; the pipeline needs a checkpoint written by `updp train`");
+        return (candidates, inputSize);
+    }
+
+    // The best subset of search.json, after checking it was searched for this K.
+    private static (int[] Blocks, double ValTop1) ReadSearch(string path, int k)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        var root = doc.RootElement;
+        var searchedK = root.GetProperty("pruned_blocks").GetInt32();
+        if (searchedK != k)
+        {
+            throw new ArgumentException($"'{path}' ranks subsets of {searchedK} blocks, not {k}: use another output directory or remove it");
+        }
+        var best = root.GetProperty("candidates")[0];
+        return ([.. best.GetProperty("blocks").EnumerateArray().Select(b => b.GetInt32())], best.GetProperty("val_top1").GetDouble());
+    }
+
+    // The test top-1 of stage 3's metrics.json, after checking it fine-tuned this method and subset.
+    private static double ReadFinetune(string path, string method, IReadOnlyList<int> blocks)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        var root = doc.RootElement;
+        var done = root.GetProperty("method").GetString();
+        var doneBlocks = root.GetProperty("blocks").EnumerateArray().Select(b => b.GetInt32()).ToList();
+        if (done != method || !doneBlocks.SequenceEqual(blocks))
+        {
+            throw new ArgumentException(
+                $"'{path}' fine-tuned {done} on blocks {string.Join(",", doneBlocks)}, not {method} on {string.Join(",", blocks)}: use another output directory or remove it");
+        }
+        return root.GetProperty("top1").GetDouble();
+    }
+
+    private static PruneMetrics MergeAndMeasure(PruneOptions options, string pruned, string merged, int inputSize, string method,
+        IReadOnlyList<int> chosen, double top1, double searchTop1)
+    {
+        var baselineLoaded = StageData.LoadCheckpoint(options.Checkpoint);
+        using var baseline = baselineLoaded.Model;
+        var split = StageData.ResolveSplit(options.ValidationCount, null, baselineLoaded.Meta, options.Supernet.Seed);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, baselineLoaded.Meta, baseline);
+
+        double maxAbsDiff, tolerance;
+        if (File.Exists(merged))
+        {
+            // Merged in an earlier run that stopped before the measurements.
+            var meta = Checkpoints.Checkpoint.ReadMeta(merged);
+            maxAbsDiff = meta?.Metrics.GetValueOrDefault("merge_max_abs_diff") ?? double.NaN;
+            tolerance = meta?.Metrics.GetValueOrDefault("merge_tolerance") ?? double.NaN;
+        }
+        else
+        {
+            var loaded = StageData.LoadCheckpoint(pruned);
+            using var model = loaded.Model;
+            MergeReport report;
+            using (NewDisposeScope())
+            {
+                var inputs = TrainingRun.EvalLoader(data.Splits.Test.Take(Math.Max(options.MergeCheckImages, 1)), data.Preprocessing, 128)
+                    .Epoch(0).Select(b => b.Images).ToList();
+                report = Merger.MergeAll(model, inputs);
+            }
+            var metrics = new Dictionary<string, double>(loaded.Meta?.Metrics ?? new Dictionary<string, double>())
+            {
+                ["merge_max_abs_diff"] = report.MaxAbsDiff,
+                ["merge_tolerance"] = report.Tolerance,
+            };
+            Checkpoints.Checkpoint.Save(model, merged,
+                PrunedModels.Describe(model, (loaded.Meta ?? new CheckpointMeta()) with { Metrics = metrics, Created = null }));
+            (maxAbsDiff, tolerance) = (report.MaxAbsDiff, report.Tolerance);
+        }
+
+        var baselineTop1 = Evaluator.Evaluate(baseline, TrainingRun.EvalLoader(data.Splits.Test, data.Preprocessing, options.EvalBatchSize).Epoch(0)).Top1;
+        var mergedLoaded = StageData.LoadCheckpoint(merged);
+        using var mergedModel = mergedLoaded.Model;
+        var baselineProfile = ModelProfiler.Profile(baseline, inputSize);
+        var mergedProfile = ModelProfiler.Profile(mergedModel, inputSize);
+        double Latency(ImageClassifier m, int batch) =>
+            TorchSharpBenchmark.Inference(m, batch, inputSize, options.LatencyWarmup, options.LatencyRuns).MedianMs;
+        var (b1, m1, b32, m32) = (Latency(baseline, 1), Latency(mergedModel, 1), Latency(baseline, 32), Latency(mergedModel, 32));
+        return new PruneMetrics
+        {
+            Model = baseline.Config.Name,
+            Method = method,
+            Blocks = chosen,
+            BaselineTop1 = baselineTop1,
+            Top1 = top1,
+            SearchValTop1 = searchTop1,
+            BaselineParams = baselineProfile.Params,
+            BaselineMacs = baselineProfile.Macs,
+            Params = mergedProfile.Params,
+            Macs = mergedProfile.Macs,
+            MergeMaxAbsDiff = maxAbsDiff,
+            MergeTolerance = tolerance,
+            InputSize = inputSize,
+            Threads = get_num_threads(),
+            BaselineLatencyMsB1 = b1,
+            LatencyMsB1 = m1,
+            BaselineLatencyMsB32 = b32,
+            LatencyMsB32 = m32,
+            Speedup = b1 / m1,
+            SpeedupB32 = b32 / m32,
+        };
+    }
+
+    /// <summary>The short Markdown report: baseline against merged model.</summary>
+    public static string RenderReport(PruneOptions options, PruneMetrics m)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(m);
+        var c = CultureInfo.InvariantCulture;
+        var s = new StringBuilder();
+        s.AppendLine(c, $"# UPDP: {m.Model}, {m.Blocks.Count} blocks pruned ({m.Method})");
+        s.AppendLine();
+        s.AppendLine(c, $"Baseline `{options.Checkpoint}`, data `{options.Data}`, pruned blocks {string.Join(", ", m.Blocks)} " +
+            $"(search val top-1 {m.SearchValTop1:P2}); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}.");
+        s.AppendLine();
+        s.AppendLine("| model | test top-1 | params | MACs | latency b1 (ms) | latency b32 (ms) |");
+        s.AppendLine("|---|---:|---:|---:|---:|---:|");
+        s.AppendLine(c, $"| baseline | {m.BaselineTop1:P2} | {m.BaselineParams:N0} | {m.BaselineMacs:N0} | {m.BaselineLatencyMsB1:F2} | {m.BaselineLatencyMsB32:F2} |");
+        s.AppendLine(c, $"| merged | {m.Top1:P2} | {m.Params:N0} | {m.Macs:N0} | {m.LatencyMsB1:F2} | {m.LatencyMsB32:F2} |");
+        s.AppendLine();
+        s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 (TorchSharp CPU, {m.Threads} threads, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs).");
+        return s.ToString();
+    }
+
+    // Reports on the calling thread.
+    private sealed class Relay<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
