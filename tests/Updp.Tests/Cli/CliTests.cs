@@ -14,7 +14,7 @@ public sealed class ConsoleCollection;
 
 /// <summary>The tool run in-process, as a user runs it; these tests redirect the console, so they run alone.</summary>
 [Collection(nameof(ConsoleCollection))]
-public class CliTests
+public partial class CliTests
 {
     private static readonly string Fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
 
