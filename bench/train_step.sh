@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeats=${REPEATS:-3}
-for stem in 4 2; do
+for stem in ${STEMS:-4 2}; do
   for i in $(seq "$repeats"); do
     ./updp bench --model convnext_atto --resolution 32 --batch 64 --stem-stride "$stem" --mode train --threads 2 --runs 20
     ./updp bench --model convnext_atto --resolution 32 --batch 64 --stem-stride "$stem" --mode infer --threads 2 --runs 20
