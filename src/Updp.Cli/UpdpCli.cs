@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Spectre.Console;
 using Updp.Cli.Commands;
 
 namespace Updp.Cli;
@@ -23,7 +24,15 @@ public static class UpdpCli
     };
 
     /// <summary>Runs the tool; input errors print one line on stderr and return 2.</summary>
-    public static int Run(string[] args) =>
+    public static int Run(string[] args)
+    {
+        // Spectre.Console assumes 80 columns when output goes to a file or pipe, which wraps the
+        // tables; logs read better at the terminal width the user had, or 120.
+        if (Console.IsOutputRedirected)
+        {
+            AnsiConsole.Profile.Width = int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0 ? columns : 120;
+        }
         // Our own handler prints input errors as one line; anything else keeps its stack trace.
-        CliErrors.Run(() => Build().Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        return CliErrors.Run(() => Build().Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+    }
 }
