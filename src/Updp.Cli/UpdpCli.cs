@@ -32,7 +32,28 @@ public static class UpdpCli
         {
             AnsiConsole.Profile.Width = int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0 ? columns : 120;
         }
+        var parsed = Build().Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // Like the library's input errors: one line each and exit code 2, not a help page.
+            foreach (var error in parsed.Errors)
+            {
+                Console.Error.WriteLine($"error: {error.Message}");
+            }
+            Console.Error.WriteLine($"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal));
+            return 2;
+        }
         // Our own handler prints input errors as one line; anything else keeps its stack trace.
-        return CliErrors.Run(() => Build().Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        return CliErrors.Run(() => parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+    }
+
+    private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
+    {
+        var names = new List<string>();
+        for (var r = result; r?.Parent is System.CommandLine.Parsing.CommandResult parent; r = parent)
+        {
+            names.Insert(0, r.Command.Name);
+        }
+        return names;
     }
 }
