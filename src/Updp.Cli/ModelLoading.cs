@@ -27,13 +27,6 @@ internal static class ModelLoading
         {
             throw new ArgumentException("give --model NAME (see `updp models`) or --checkpoint FILE");
         }
-        var variant = ModelRegistry.Get(model);
-        return ModelRegistry.Create(new ModelConfig
-        {
-            Name = model,
-            InChans = inChans,
-            NumClasses = numClasses,
-            StemStride = stemStride ?? (inputSize <= 64 ? variant.SmallInputStemStride : null),
-        });
+        return ModelRegistry.Create(ModelConfig.ForInput(model, inputSize, inChans, numClasses, stemStride));
     }
 }

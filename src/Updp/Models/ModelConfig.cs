@@ -30,6 +30,19 @@ public sealed record ModelConfig
     /// </summary>
     [JsonPropertyName("ls_init_value")] public double? LayerScaleInit { get; init; }
 
+    /// <summary>
+    /// A configuration for inputs of the given side: an explicit stem stride wins; otherwise inputs
+    /// of at most 64 px get the family's small-input stem and larger ones the family default.
+    /// </summary>
+    public static ModelConfig ForInput(string name, int inputSize, int inChans, int numClasses, int? stemStride = null) =>
+        new()
+        {
+            Name = name,
+            InChans = inChans,
+            NumClasses = numClasses,
+            StemStride = stemStride ?? (inputSize <= 64 ? ModelRegistry.Get(name).SmallInputStemStride : null),
+        };
+
     /// <summary>The settings the tool uses for 32×32 one-channel images with 10 classes.</summary>
     public static ModelConfig SmallInput(string name, int numClasses = 10, int inChans = 1) =>
         new() { Name = name, InChans = inChans, NumClasses = numClasses, StemStride = ModelRegistry.Get(name).SmallInputStemStride };

@@ -244,15 +244,8 @@ public static class TrainingRun
             }
             return loaded.Model;
         }
-        var variant = ModelRegistry.Get(options.ModelName);
-        return ModelRegistry.Create(new ModelConfig
-        {
-            Name = options.ModelName,
-            InChans = 1,
-            NumClasses = splits.Train.ClassCount,
-            StemStride = options.StemStride ?? (options.InputSize <= 64 ? variant.SmallInputStemStride : null),
-            DropPathRate = options.DropPathRate,
-        });
+        var config = ModelConfig.ForInput(options.ModelName, options.InputSize, inChans: 1, splits.Train.ClassCount, options.StemStride);
+        return ModelRegistry.Create(config with { DropPathRate = options.DropPathRate });
     }
 
     /// <summary>Passes each finished epoch on to the caller after the store has saved it.</summary>
