@@ -5,7 +5,12 @@ using Updp.Training;
 
 namespace Updp.Tests.Training;
 
+/// <summary>libtorch's default random generator is global to the process; tests that compare two seeded runs run alone.</summary>
+[CollectionDefinition(nameof(GlobalRandomCollection), DisableParallelization = true)]
+public sealed class GlobalRandomCollection;
+
 /// <summary>Short real training runs on slices of Fashion-MNIST.</summary>
+[Collection(nameof(GlobalRandomCollection))]
 public class TrainingRunTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("updp-train-tests-").FullName;
