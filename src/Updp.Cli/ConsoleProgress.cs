@@ -20,12 +20,7 @@ internal static class ConsoleProgress
             return TrainPlain(title, run);
         }
         T result = default!;
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .HideCompleted(false)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-            .Start(ctx =>
+        Bars().Start(ctx =>
             {
                 var task = ctx.AddTask(Markup.Escape(title), maxValue: 1);
                 var lastDraw = DateTime.MinValue;
@@ -49,12 +44,11 @@ internal static class ConsoleProgress
     /// <summary>Logs and pipes get a status line every 30 s instead of a redrawn bar.</summary>
     private static T TrainPlain<T>(string title, Func<IProgress<TrainProgress>, Action<EpochResult>, T> run)
     {
-        var lastLine = DateTime.UtcNow;
+        var due = StatusLineDue();
         var progress = new SyncProgress<TrainProgress>(p =>
         {
-            if ((DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+            if (due())
             {
-                lastLine = DateTime.UtcNow;
                 Console.WriteLine($"{title} epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.StepsPerEpoch} loss {p.Loss:F3} acc {p.Accuracy:P1} " +
                     $"{p.ImagesPerSecond:F0} img/s ETA {p.Eta:hh\\:mm\\:ss}");
             }
@@ -67,23 +61,17 @@ internal static class ConsoleProgress
     {
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
-            var lastLine = DateTime.UtcNow;
+            var due = StatusLineDue();
             return run(new SyncProgress<SearchProgress>(p =>
             {
-                if ((DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+                if (due())
                 {
-                    lastLine = DateTime.UtcNow;
                     Console.WriteLine(SearchLine(p));
                 }
             }));
         }
         T result = default!;
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .HideCompleted(false)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-            .Start(ctx =>
+        Bars().Start(ctx =>
             {
                 var task = ctx.AddTask("search", maxValue: 1);
                 result = run(new SyncProgress<SearchProgress>(p =>
@@ -123,13 +111,12 @@ internal static class ConsoleProgress
         }
         if (!AnsiConsole.Profile.Capabilities.Interactive)
         {
-            var lastLine = DateTime.UtcNow;
+            var due = StatusLineDue();
             return run(new SyncProgress<PruneProgress>(p =>
             {
                 Line(p);
-                if (p.Event == PruneEvent.Step && (DateTime.UtcNow - lastLine).TotalSeconds >= 30)
+                if (p.Event == PruneEvent.Step && due())
                 {
-                    lastLine = DateTime.UtcNow;
                     Console.WriteLine(p.Train is { } t
                         ? $"{Name(p.Stage)} epoch {t.Epoch}/{t.Epochs} step {t.Step}/{t.StepsPerEpoch} loss {t.Loss:F3} acc {t.Accuracy:P1} ETA {t.Eta:hh\\:mm\\:ss}"
                         : SearchLine(p.Search!));
@@ -137,12 +124,7 @@ internal static class ConsoleProgress
             }));
         }
         T result = default!;
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .HideCompleted(false)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-            .Start(ctx =>
+        Bars().Start(ctx =>
             {
                 var tasks = Enum.GetValues<PruneStage>().ToDictionary(s => s, s => ctx.AddTask(Name(s), autoStart: false, maxValue: 1));
                 var lastDraw = DateTime.MinValue;
@@ -188,4 +170,26 @@ internal static class ConsoleProgress
     private static void PrintEpoch(EpochResult epoch) => AnsiConsole.MarkupLine(Markup.Escape(
         $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +
         $"{(epoch.IsBest ? " (best)" : "")} | {epoch.Seconds:F0} s"));
+
+    /// <summary>The progress display every verb uses: a bar per task with elapsed and remaining time.</summary>
+    private static Progress Bars() => AnsiConsole.Progress()
+        .AutoClear(false)
+        .HideCompleted(false)
+        .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
+            new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn());
+
+    /// <summary>True at most every 30 s: logs and pipes get a status line instead of a redrawn bar.</summary>
+    private static Func<bool> StatusLineDue()
+    {
+        var last = DateTime.UtcNow;
+        return () =>
+        {
+            if ((DateTime.UtcNow - last).TotalSeconds < 30)
+            {
+                return false;
+            }
+            last = DateTime.UtcNow;
+            return true;
+        };
+    }
 }
