@@ -18,7 +18,7 @@ internal static class FinetuneCommand
         checkpoint.Required = true;
         var data = CommonOptions.Data();
         var pruned = new Option<string>("--pruned") { Description = "S: the blocks to prune, e.g. 3,5,8 (0-based, e.g. the first candidate of search.json).", Required = true };
-        var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs };
+        var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => FinetuneOptions.DefaultRecipe.Epochs };
         var method = new Option<string>("--method")
         {
             Description = "updp: λ rises 0→1 over the first --ramp of training; direct: λ=1 from the start; drop: the blocks are removed.",
@@ -32,7 +32,7 @@ internal static class FinetuneCommand
         var ramp = new Option<double>("--ramp") { Description = "updp only: the fraction of training over which λ rises linearly per step.", DefaultValueFactory = _ => LambdaRamp.DefaultRamp };
         var outDir = new Option<string>("--out") { Description = "Run directory: pruned.safetensors (+ .json), metrics.json, resume state.", Required = true };
         var batch = CommonOptions.BatchSize();
-        var lr = CommonOptions.LearningRate(1e-3);
+        var lr = CommonOptions.LearningRate(FinetuneOptions.DefaultRecipe.LearningRate);
         var seed = CommonOptions.Seed();
         var trainLimit = CommonOptions.TrainLimit();
         var maxSteps = CommonOptions.MaxSteps();

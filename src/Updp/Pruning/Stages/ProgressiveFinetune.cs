@@ -32,6 +32,12 @@ public enum FinetuneInit
 public sealed record FinetuneOptions
 {
     /// <summary>
+    /// The default stage-3 recipe: a quarter of the 12-epoch baseline's epochs at half its learning
+    /// rate per image (fine-tuning starts from trained weights). docs/RESULTS.md measures it.
+    /// </summary>
+    public static TrainOptions DefaultRecipe => new() { Epochs = 3, LearningRate = 1e-3 };
+
+    /// <summary>
     /// The initial weights: the supernet (every block in progressive form) or the baseline. Every
     /// method of a comparison should start from the same checkpoint.
     /// </summary>
@@ -58,7 +64,7 @@ public sealed record FinetuneOptions
     public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
 
     /// <summary>The recipe; the same for every method of a comparison (data order and augmentation follow its seed).</summary>
-    public TrainOptions Train { get; init; } = new();
+    public TrainOptions Train { get; init; } = DefaultRecipe;
 
     /// <summary>Distillation from a teacher (usually the baseline); null trains on the labels alone.</summary>
     public DistillationOptions? Distillation { get; init; }

@@ -42,7 +42,7 @@ public sealed record PruneOptions
     public int? SearchValidationLimit { get; init; }
 
     /// <summary>Stage 3's recipe.</summary>
-    public TrainOptions Finetune { get; init; } = new() { LearningRate = 1e-3 };
+    public TrainOptions Finetune { get; init; } = FinetuneOptions.DefaultRecipe;
 
     /// <summary>λ ramp fraction of stage 3 (<see cref="FinetuneMethod.Updp"/>).</summary>
     public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
