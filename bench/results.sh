@@ -3,6 +3,7 @@
 #
 #   bench/results.sh                 # everything (several CPU hours on 2 cores); resumable
 #   JOBS=2 THREADS=1 bench/results.sh  # two fine-tunes at a time, one libtorch thread each
+#                                      (baseline, supernet and search always use every core)
 #   bench/results_table.py           # prints the tables of docs/RESULTS.md from the run directories
 #
 # Every step skips its work when its output exists, so re-running continues where it stopped.
@@ -29,18 +30,18 @@ baseline=$out/baseline/model.safetensors
 if [[ ! -f $out/baseline/metrics.json ]]; then
   resume=(); [[ -f $out/baseline/train_state.json ]] && resume=(--resume)
   ./updp train --model convnext_atto --data fashion-mnist --epochs 12 --batch-size 128 --lr 4e-3 \
-    --warmup-epochs 1 --crop-padding 0 --stem-stride 4 --seed 0 --out "$out/baseline" "${resume[@]}" "${threads_arg[@]}"
+    --warmup-epochs 1 --crop-padding 0 --stem-stride 4 --seed 0 --out "$out/baseline" "${resume[@]}"
 fi
 
 supernet=$out/supernet/supernet.safetensors
 if [[ ! -f $out/supernet/metrics.json ]]; then
   resume=(); [[ -f $out/supernet/train_state.json ]] && resume=(--resume)
-  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --seed 0 --out "$out/supernet" "${resume[@]}" "${threads_arg[@]}"
+  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --seed 0 --out "$out/supernet" "${resume[@]}"
 fi
 
 for k in 2 6 10; do
   if [[ ! -f $out/search-K$k/search.json ]]; then
-    ./updp search --checkpoint "$supernet" --data fashion-mnist --blocks "$k" --val-limit 2000 --seed 0 --out "$out/search-K$k" "${threads_arg[@]}"
+    ./updp search --checkpoint "$supernet" --data fashion-mnist --blocks "$k" --val-limit 2000 --seed 0 --out "$out/search-K$k"
   fi
 done
 
