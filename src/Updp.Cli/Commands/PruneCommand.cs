@@ -21,6 +21,10 @@ internal static class PruneCommand
         var blocks = new Option<int>("--blocks") { Description = "K: how many blocks to prune.", Required = true };
         var method = new Option<string>("--method") { Description = "Stage 3: updp, direct or drop (see `updp finetune --help`).", DefaultValueFactory = _ => "updp" };
         var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true };
+        var supernet = new Option<string?>("--supernet")
+        {
+            Description = "Search and fine-tune from this supernet (supernet/supernet.safetensors of an earlier run with K_max ≥ K) instead of training one: stage 1 is skipped.",
+        };
         var maxPruned = new Option<int?>("--max-pruned") { Description = "Stage 1: K_max (default: K)." };
         var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
         var supernetEpochs = new Option<int>("--supernet-epochs") { Description = "Stage 1 epochs.", DefaultValueFactory = _ => defaults.Supernet.Epochs };
@@ -47,7 +51,7 @@ internal static class PruneCommand
             "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md. " +
             "Run it again after an interruption: finished stages (found by their output files) are skipped.")
         {
-            checkpoint, data, blocks, method, outDir, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
+            checkpoint, data, blocks, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
             batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads,
         };
         command.SetAction(parse =>
@@ -68,6 +72,7 @@ internal static class PruneCommand
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = parse.GetValue(blocks),
                 Method = FinetuneCommand.ParseMethod(parse.GetValue(method)),
+                SupernetCheckpoint = parse.GetValue(supernet),
                 MaxPruned = parse.GetValue(maxPruned),
                 Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,
                 Supernet = Recipe(parse.GetValue(supernetEpochs)),

@@ -86,8 +86,9 @@ public partial class CliTests
         using var dir = new TempDir();
         var baseline = SmallBaseline(dir);
         var run = dir.File("prune");
-        string[] args = ["prune", "--checkpoint", baseline, "--blocks", "2", "--method", "drop", "--out", run, "--supernet-epochs", "1", "--finetune-epochs", "1",
-            "--search-population", "3", "--search-generations", "1", "--search-val-limit", "100", "--latency-runs", "2", .. Quick];
+        string[] Args(int k, string outDir) => ["prune", "--checkpoint", baseline, "--blocks", $"{k}", "--method", "drop", "--out", outDir, "--supernet-epochs", "1",
+            "--finetune-epochs", "1", "--search-population", "3", "--search-generations", "1", "--search-val-limit", "100", "--latency-runs", "2", .. Quick];
+        var args = Args(2, run);
         var (code, stdout, err) = Run(args);
         Assert.True(code == 0, err);
         Assert.DoesNotContain("skipped", stdout);
@@ -119,6 +120,18 @@ public partial class CliTests
             Assert.Contains($"{stage}: skipped", stdout);
         }
         Assert.All(outputs, f => Assert.Equal(written[f], File.GetLastWriteTimeUtc(Path.Combine(run, f))));
+
+        // Another K from the same supernet (what the demo does): stage 1 is not run again.
+        var other = dir.File("prune-k1");
+        var supernet = Path.Combine(run, "supernet", "supernet.safetensors");
+        (code, stdout, err) = Run([.. Args(1, other), "--supernet", supernet]);
+        Assert.True(code == 0, err);
+        Assert.Contains("supernet: skipped", stdout);
+        Assert.False(Directory.Exists(Path.Combine(other, "supernet")));
+        using var search = JsonDocument.Parse(File.ReadAllText(Path.Combine(other, "search.json")));
+        Assert.Equal(1, search.RootElement.GetProperty("pruned_blocks").GetInt32());
+        Assert.Equal(supernet, search.RootElement.GetProperty("checkpoint").GetString());
+        Assert.Equal(written[outputs[0]], File.GetLastWriteTimeUtc(supernet));
     }
 
     [Theory]
@@ -131,6 +144,7 @@ public partial class CliTests
     [InlineData("supernet --checkpoint /nonexistent/base.safetensors --max-pruned 2 --out OUT", "/nonexistent/base.safetensors")]
     [InlineData("prune --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("prune --checkpoint BASE --blocks 2 --candidates 1,2,x --out OUT", "'x'")]
+    [InlineData("prune --checkpoint BASE --blocks 2 --supernet BASE --out OUT", "expected a supernet")]
     public void BadStageInputGetsOneClearLineExitCode2AndNoOutput(string args, string mentioned)
     {
         using var dir = new TempDir();

@@ -30,6 +30,12 @@ public sealed record PruneOptions
     /// <summary>K_max of the supernet; null for K.</summary>
     public int? MaxPruned { get; init; }
 
+    /// <summary>
+    /// A supernet trained before (stage 1's <c>supernet.safetensors</c>, e.g. of another run with a
+    /// larger K_max) to search and fine-tune from; stage 1 is then skipped. Null trains one in OutDir.
+    /// </summary>
+    public string? SupernetCheckpoint { get; init; }
+
     /// <summary>The blocks that may be pruned; null for all.</summary>
     public IReadOnlyList<int>? Candidates { get; init; }
 
@@ -196,8 +202,13 @@ public static class PrunePipeline
 
         // Stage 1.
         var supernetDir = SupernetDir(outDir);
-        var supernet = Path.Combine(supernetDir, SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
-        if (File.Exists(supernet) && File.Exists(Path.Combine(supernetDir, MetricsFile)))
+        var supernet = options.SupernetCheckpoint ?? Path.Combine(supernetDir, SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
+        if (options.SupernetCheckpoint is not null)
+        {
+            skipped.Add(PruneStage.Supernet);
+            Report(PruneStage.Supernet, PruneEvent.Skipped, $"using the given supernet {supernet}");
+        }
+        else if (File.Exists(supernet) && File.Exists(Path.Combine(supernetDir, MetricsFile)))
         {
             skipped.Add(PruneStage.Supernet);
             Report(PruneStage.Supernet, PruneEvent.Skipped, $"reusing {supernet}");
@@ -321,6 +332,15 @@ public static class PrunePipeline
         if (model.PrunedBlocks().Any() || model.Blocks.Any(b => model.FormOf(b.Index) != BlockForm.Original))
         {
             throw new ArgumentException($"'{options.Checkpoint}' has pruned, merged or dropped blocks; the pipeline starts from a baseline");
+        }
+        if (options.SupernetCheckpoint is { } given)
+        {
+            var supernet = StageData.LoadCheckpoint(given);
+            using var supernetModel = supernet.Model;
+            if (supernetModel.Config != model.Config || !supernetModel.PrunedBlocks().Any())
+            {
+                throw new ArgumentException($"supernet '{given}': expected a supernet of the baseline's model ({model.Config.Name}) with blocks in progressive form");
+            }
         }
         ArgumentOutOfRangeException.ThrowIfNegative(options.MergeCheckImages, nameof(options.MergeCheckImages));
         var inputSize = loaded.Meta?.Preprocessing?.InputSize
