@@ -29,6 +29,45 @@ public sealed record LatencyStats(double MedianMs, double P10Ms, double P90Ms, i
         return new LatencyStats(Percentile(times, 0.5), Percentile(times, 0.1), Percentile(times, 0.9), runs, batch);
     }
 
+    /// <summary>
+    /// Times two actions alternately (a, b, a, b, …) after warming both up, so that a change in the
+    /// machine's load while measuring shifts both alike and their ratio stays fair on a shared machine.
+    /// </summary>
+    public static (LatencyStats A, LatencyStats B) MeasurePair(Action a, Action b, int batch, int warmup, int runs)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (runs < 1)
+        {
+            throw new ArgumentException($"runs must be ≥ 1, got {runs}", nameof(runs));
+        }
+        for (var i = 0; i < warmup; i++)
+        {
+            a();
+            b();
+        }
+        var (timesA, timesB) = (new double[runs], new double[runs]);
+        for (var i = 0; i < runs; i++)
+        {
+            timesA[i] = Time(a);
+            timesB[i] = Time(b);
+        }
+        return (FromTimes(timesA, batch), FromTimes(timesB, batch));
+    }
+
+    private static double Time(Action action)
+    {
+        var clock = Stopwatch.StartNew();
+        action();
+        return clock.Elapsed.TotalMilliseconds;
+    }
+
+    private static LatencyStats FromTimes(double[] times, int batch)
+    {
+        Array.Sort(times);
+        return new LatencyStats(Percentile(times, 0.5), Percentile(times, 0.1), Percentile(times, 0.9), times.Length, batch);
+    }
+
     /// <summary>Linear interpolation between closest ranks of sorted values.</summary>
     public static double Percentile(IReadOnlyList<double> sorted, double q)
     {

@@ -20,6 +20,30 @@ public static class TorchSharpBenchmark
         }, batch, warmup, runs);
     }
 
+    /// <summary>
+    /// Eval-mode latency of two models on the same input, timed alternately (see
+    /// <see cref="LatencyStats.MeasurePair"/>): the fair way to get a speed-up on a shared machine.
+    /// </summary>
+    public static (LatencyStats A, LatencyStats B) InferencePair(ImageClassifier a, ImageClassifier b, int batch, int resolution, int warmup = 3, int runs = 20)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (a.Config.InChans != b.Config.InChans)
+        {
+            throw new ArgumentException($"the models take {a.Config.InChans} and {b.Config.InChans} input channels");
+        }
+        a.eval();
+        b.eval();
+        using var x = randn(batch, a.Config.InChans, resolution, resolution);
+        Action Forward(ImageClassifier model) => () =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            model.call(x);
+        };
+        return LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
+    }
+
     /// <summary>One AdamW training step (zero_grad, forward, cross-entropy, backward, step).</summary>
     public static LatencyStats TrainStep(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
     {
