@@ -2,8 +2,8 @@
 # Reproduces docs/RESULTS.md: UPDP against `direct` and `drop` on Fashion-MNIST with convnext_atto.
 #
 #   bench/results.sh                 # everything (several CPU hours on 2 cores); resumable
-#   JOBS=2 THREADS=1 bench/results.sh  # two fine-tunes at a time, one libtorch thread each
-#                                      (baseline, supernet and search always use every core)
+#   JOBS=2 THREADS=1 bench/results.sh  # one libtorch thread per run, two fine-tunes at a time: on a
+#                                      shared machine, two-thread runs stall each other (OpenMP spin-waits)
 #   bench/results_table.py           # prints the tables of docs/RESULTS.md from the run directories
 #
 # Every step skips its work when its output exists, so re-running continues where it stopped.
@@ -30,18 +30,18 @@ baseline=$out/baseline/model.safetensors
 if [[ ! -f $out/baseline/metrics.json ]]; then
   resume=(); [[ -f $out/baseline/train_state.json ]] && resume=(--resume)
   ./updp train --model convnext_atto --data fashion-mnist --epochs 12 --batch-size 128 --lr 4e-3 \
-    --warmup-epochs 1 --crop-padding 0 --stem-stride 4 --seed 0 --out "$out/baseline" "${resume[@]}"
+    --warmup-epochs 1 --crop-padding 0 --stem-stride 4 --seed 0 --out "$out/baseline" "${resume[@]}" "${threads_arg[@]}"
 fi
 
 supernet=$out/supernet/supernet.safetensors
 if [[ ! -f $out/supernet/metrics.json ]]; then
   resume=(); [[ -f $out/supernet/train_state.json ]] && resume=(--resume)
-  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --seed 0 --out "$out/supernet" "${resume[@]}"
+  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --seed 0 --out "$out/supernet" "${resume[@]}" "${threads_arg[@]}"
 fi
 
 for k in 2 6 10; do
   if [[ ! -f $out/search-K$k/search.json ]]; then
-    ./updp search --checkpoint "$supernet" --data fashion-mnist --blocks "$k" --val-limit 2000 --seed 0 --out "$out/search-K$k"
+    ./updp search --checkpoint "$supernet" --data fashion-mnist --blocks "$k" --val-limit 2000 --seed 0 --out "$out/search-K$k" "${threads_arg[@]}"
   fi
 done
 
