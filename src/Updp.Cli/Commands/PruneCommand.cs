@@ -18,7 +18,10 @@ internal static class PruneCommand
         checkpoint.Description = "The baseline: an Updp checkpoint (.safetensors + .json sidecar), e.g. OUT/model.safetensors of `updp train`.";
         checkpoint.Required = true;
         var data = CommonOptions.Data();
-        var blocks = new Option<int>("--blocks") { Description = "K: how many blocks to prune.", Required = true };
+        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks to prune (with --latency-budget: default the fewest that can fit it)." };
+        var budget = LatencyOptions.Budget();
+        var latencyBatch = LatencyOptions.Batch();
+        var latencyTable = LatencyOptions.Table();
         var method = new Option<string>("--method") { Description = "Stage 3: updp, direct or drop (see `updp finetune --help`).", DefaultValueFactory = _ => "updp" };
         var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true };
         var supernet = new Option<string?>("--supernet")
@@ -51,7 +54,7 @@ internal static class PruneCommand
             "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md. " +
             "Run it again after an interruption: finished stages (found by their output files) are skipped.")
         {
-            checkpoint, data, blocks, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
             batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads,
         };
         command.SetAction(parse =>
@@ -70,7 +73,12 @@ internal static class PruneCommand
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
                 OutDir = parse.GetValue(outDir)!,
-                Blocks = parse.GetValue(blocks),
+                Blocks = parse.GetValue(blocks) ?? (parse.GetValue(budget) is null
+                    ? throw new ArgumentException("give --blocks K (how many blocks to prune) or --latency-budget MS")
+                    : 0),
+                LatencyBudgetMs = parse.GetValue(budget),
+                LatencyBatch = parse.GetValue(latencyBatch),
+                LatencyTable = parse.GetValue(latencyTable),
                 Method = FinetuneCommand.ParseMethod(parse.GetValue(method)),
                 SupernetCheckpoint = parse.GetValue(supernet),
                 MaxPruned = parse.GetValue(maxPruned),
@@ -87,7 +95,7 @@ internal static class PruneCommand
                 LatencyRuns = parse.GetValue(latencyRuns),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"pruning {options.Blocks} blocks of {options.Checkpoint} on {options.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
+                $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress));
             Render(result.Metrics);
@@ -108,5 +116,10 @@ internal static class PruneCommand
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Markup.Escape(
             $"speed-up {m.Speedup:F2}× (batch 1), {m.SpeedupB32:F2}× (batch 32); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}"));
+        if (m.LatencyBudgetMs is double budget)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"latency budget {budget:G4} ms at batch {m.LatencyBatch}: predicted {m.PredictedLatencyMs:F2} ms, merged model measured {m.MeasuredLatencyMs:F2} ms"));
+        }
     }
 }

@@ -16,7 +16,10 @@ internal static class SearchCommand
         checkpoint.Description = "The supernet (OUT/supernet.safetensors of `updp supernet`); a baseline works too.";
         checkpoint.Required = true;
         var data = CommonOptions.Data();
-        var blocks = new Option<int>("--blocks") { Description = "K: how many blocks each candidate subset prunes.", Required = true };
+        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks each candidate subset prunes (with --latency-budget: default the fewest that can fit it)." };
+        var budget = LatencyOptions.Budget();
+        var latencyBatch = LatencyOptions.Batch();
+        var latencyTable = LatencyOptions.Table();
         var candidates = new Option<string?>("--candidates") { Description = "Blocks subsets are drawn from, e.g. 1,2,3 (0-based; default: every block)." };
         var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true };
         var strategy = new SearchStrategy();
@@ -36,18 +39,22 @@ internal static class SearchCommand
             "(a random population of --population subsets, then --generations rounds of mutation and crossover among the better half, " +
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed).")
         {
-            checkpoint, data, blocks, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
         };
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
+            var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
+                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList);
             var options = new SearchOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
-                Blocks = parse.GetValue(blocks),
+                Blocks = k,
+                Latency = latency,
                 OutDir = parse.GetValue(outDir)!,
-                Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,
+                Candidates = candidateList,
                 Strategy = new SearchStrategy
                 {
                     Seed = parse.GetValue(seed),
@@ -73,12 +80,25 @@ internal static class SearchCommand
         AnsiConsole.MarkupLine(Markup.Escape(
             $"{result.Method} search of K = {result.PrunedBlocks} among blocks {string.Join(",", result.CandidateBlocks)}: " +
             $"{result.Scored} of {result.Subsets} subsets scored on {result.ValidationImages} validation images in {result.Seconds:F0} s"));
+        var latency = result.Latency;
         var table = new Table().AddColumns("rank", "blocks", "val top-1", "params", "MACs");
+        if (latency is not null)
+        {
+            table.AddColumn($"predicted ms (b{latency.Batch})");
+        }
         foreach (var (c, i) in result.Candidates.Take(Math.Max(top, 0)).Select((c, i) => (c, i)))
         {
-            table.AddRow((i + 1).ToString(), string.Join(",", c.Blocks), c.ValTop1.ToString("P2"), c.Params.ToString("N0"), c.Macs.ToString("N0"));
+            string[] cells = [(i + 1).ToString(), string.Join(",", c.Blocks), c.ValTop1.ToString("P2"), c.Params.ToString("N0"), c.Macs.ToString("N0")];
+            table.AddRow(latency is null ? cells : [.. cells, c.LatencyMs?.ToString("F2") ?? ""]);
         }
-        table.AddRow("", "(none pruned)", "", result.Original.Params.ToString("N0"), result.Original.Macs.ToString("N0"));
+        string[] unpruned = ["", "(none pruned)", "", result.Original.Params.ToString("N0"), result.Original.Macs.ToString("N0")];
+        table.AddRow(latency is null ? unpruned : [.. unpruned, latency.ModelMs.ToString("F2")]);
         AnsiConsole.Write(table);
+        if (latency is not null)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"latency budget {latency.BudgetMs:G4} ms at batch {latency.Batch}: best subset predicted {latency.PredictedMs:F2} ms, " +
+                $"measured again {latency.MeasuredMs:F2} ms (unpruned {latency.MeasuredBaselineMs:F2} ms in the same run, {latency.Threads} threads)"));
+        }
     }
 }

@@ -145,6 +145,9 @@ public partial class CliTests
     [InlineData("prune --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("prune --checkpoint BASE --blocks 2 --candidates 1,2,x --out OUT", "'x'")]
     [InlineData("prune --checkpoint BASE --blocks 2 --supernet BASE --out OUT", "expected a supernet")]
+    [InlineData("search --checkpoint BASE --out OUT", "--latency-budget")]
+    [InlineData("prune --checkpoint BASE --out OUT", "--latency-budget")]
+    [InlineData("search --checkpoint BASE --latency-budget -3 --out OUT", "-3")]
     public void BadStageInputGetsOneClearLineExitCode2AndNoOutput(string args, string mentioned)
     {
         using var dir = new TempDir();

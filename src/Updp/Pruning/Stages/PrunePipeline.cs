@@ -21,8 +21,19 @@ public sealed record PruneOptions
     /// <summary>The run directory; see <see cref="PrunePipeline"/> for its layout.</summary>
     public required string OutDir { get; init; }
 
-    /// <summary>K: how many blocks the pruned model loses.</summary>
+    /// <summary>K: how many blocks the pruned model loses; 0 with <see cref="LatencyBudgetMs"/>: the fewest that can fit it.</summary>
     public required int Blocks { get; init; }
+
+    /// <summary>
+    /// A latency budget (ms per batch of <see cref="LatencyBatch"/>): the search scores only subsets
+    /// predicted to fit it by this machine's per-block latency table; the merged model is timed again.
+    /// </summary>
+    public double? LatencyBudgetMs { get; init; }
+
+    public int LatencyBatch { get; init; } = 1;
+
+    /// <summary>The per-block latency table file; null for <see cref="Benchmarks.BlockLatencyTable.DefaultPath"/>.</summary>
+    public string? LatencyTable { get; init; }
 
     /// <summary>How stage 3 prunes the chosen blocks.</summary>
     public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
@@ -160,6 +171,17 @@ public sealed record PruneMetrics
 
     /// <summary>Baseline latency / merged latency at batch 32.</summary>
     public double SpeedupB32 { get; init; }
+
+    /// <summary>The latency budget (ms at <see cref="LatencyBatch"/>); null without one.</summary>
+    public double? LatencyBudgetMs { get; init; }
+
+    public int? LatencyBatch { get; init; }
+
+    /// <summary>The merged subset's latency predicted by the per-block table.</summary>
+    public double? PredictedLatencyMs { get; init; }
+
+    /// <summary>The fine-tuned merged model, timed at <see cref="LatencyBatch"/> alternately with the baseline.</summary>
+    public double? MeasuredLatencyMs { get; init; }
 }
 
 /// <summary>What <see cref="PrunePipeline.Run"/> did.</summary>
@@ -192,7 +214,18 @@ public static class PrunePipeline
     {
         ArgumentNullException.ThrowIfNull(options);
         var outDir = options.OutDir;
-        var (candidates, inputSize) = Check(options);
+        var (candidates, inputSize, config) = Check(options);
+        LatencyBudget? latency = null;
+        if (options.LatencyBudgetMs is double budgetMs)
+        {
+            latency = LatencyBudget.Create(config, inputSize, budgetMs, options.LatencyBatch, options.LatencyTable, out var measured);
+            progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Started,
+                $"{(measured ? "measured" : "reused")} the latency table {latency.TablePath}: unpruned {latency.Table.ModelMs:F2} ms at batch {options.LatencyBatch}"));
+            if (options.Blocks == 0)
+            {
+                options = options with { Blocks = latency.FewestBlocks(candidates) };
+            }
+        }
         var maxPruned = options.MaxPruned ?? options.Blocks;
         var skipped = new List<PruneStage>();
         void Report(PruneStage stage, PruneEvent e, string message) => progress?.Report(new PruneProgress(stage, e, message));
@@ -256,6 +289,7 @@ public static class PrunePipeline
                 CalibrationBatches = options.CalibrationBatches,
                 CalibrationBatchSize = options.CalibrationBatchSize,
                 ValidationLimit = options.SearchValidationLimit,
+                Latency = latency,
                 EvalBatchSize = options.EvalBatchSize,
             }, new Relay<SearchProgress>(p => progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Step, Search: p))), cancellation);
         }
@@ -307,7 +341,7 @@ public static class PrunePipeline
             return new PruneResult(RunDirectory.ReadJson<PruneMetrics>(metricsFile), skipped);
         }
         Report(PruneStage.Merge, PruneEvent.Started, "merge, verify, evaluate the baseline, time both models");
-        var metrics = MergeAndMeasure(options, pruned, merged, inputSize, method, chosen, top1, searchTop1);
+        var metrics = MergeAndMeasure(options, pruned, merged, inputSize, method, chosen, top1, searchTop1, latency);
         RunDirectory.WriteJson(metricsFile, metrics);
         AtomicFile.WriteAllText(reportFile, RenderReport(options, metrics));
         Report(PruneStage.Merge, PruneEvent.Finished, $"max |Δ| {metrics.MergeMaxAbsDiff:G3}, speed-up {metrics.Speedup:F2}× at batch 1");
@@ -315,12 +349,12 @@ public static class PrunePipeline
     }
 
     // Fails on bad input before any stage runs (and before anything is written).
-    private static (int[] Candidates, int InputSize) Check(PruneOptions options)
+    private static (int[] Candidates, int InputSize, ModelConfig Config) Check(PruneOptions options)
     {
         var loaded = StageData.LoadCheckpoint(options.Checkpoint);
         using var model = loaded.Model;
         var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the candidate blocks");
-        if (options.Blocks < 1 || options.Blocks > candidates.Length)
+        if ((options.Blocks < 1 && !(options.Blocks == 0 && options.LatencyBudgetMs is not null)) || options.Blocks > candidates.Length)
         {
             throw new ArgumentException(
                 $"K = {options.Blocks} blocks to prune: expected 1–{candidates.Length}, the number of candidate blocks of '{options.Checkpoint}'");
@@ -345,7 +379,7 @@ public static class PrunePipeline
         ArgumentOutOfRangeException.ThrowIfNegative(options.MergeCheckImages, nameof(options.MergeCheckImages));
         var inputSize = loaded.Meta?.Preprocessing?.InputSize
             ?? throw new ArgumentException($"'{options.Checkpoint}' has no preprocessing in its sidecar; the pipeline needs a checkpoint written by `updp train`");
-        return (candidates, inputSize);
+        return (candidates, inputSize, model.Config);
     }
 
     // The best subset of search.json, after checking it was searched for this K.
@@ -378,7 +412,7 @@ public static class PrunePipeline
     }
 
     private static PruneMetrics MergeAndMeasure(PruneOptions options, string pruned, string merged, int inputSize, string method,
-        IReadOnlyList<int> chosen, double top1, double searchTop1)
+        IReadOnlyList<int> chosen, double top1, double searchTop1, LatencyBudget? latency)
     {
         var baselineLoaded = StageData.LoadCheckpoint(options.Checkpoint);
         using var baseline = baselineLoaded.Model;
@@ -447,6 +481,10 @@ public static class PrunePipeline
             LatencyMsB32 = m32,
             Speedup = b1 / m1,
             SpeedupB32 = b32 / m32,
+            LatencyBudgetMs = latency?.BudgetMs,
+            LatencyBatch = latency?.Table.Batch,
+            PredictedLatencyMs = latency?.Table.Predict(chosen),
+            MeasuredLatencyMs = latency is null ? null : Latency(latency.Table.Batch).Merged,
         };
     }
 
@@ -467,6 +505,12 @@ public static class PrunePipeline
         s.AppendLine(c, $"| baseline | {m.BaselineTop1:P2} | {m.BaselineParams:N0} | {m.BaselineMacs:N0} | {m.BaselineLatencyMsB1:F2} | {m.BaselineLatencyMsB32:F2} |");
         s.AppendLine(c, $"| merged | {m.Top1:P2} | {m.Params:N0} | {m.Macs:N0} | {m.LatencyMsB1:F2} | {m.LatencyMsB32:F2} |");
         s.AppendLine();
+        if (m.LatencyBudgetMs is double budget)
+        {
+            s.AppendLine(c, $"Latency budget {budget:G4} ms at batch {m.LatencyBatch}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
+                $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms.");
+            s.AppendLine();
+        }
         s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 (TorchSharp CPU, {m.Threads} threads, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs of each, the two models alternating).");
         return s.ToString();
     }

@@ -66,6 +66,9 @@ public sealed record SearchOptions
     /// </summary>
     public Func<IReadOnlyList<int>, bool>? Feasible { get; init; }
 
+    /// <summary>A latency budget: only subsets predicted to fit are scored; the best is measured again.</summary>
+    public LatencyBudget? Latency { get; init; }
+
     public SearchStrategy Strategy { get; init; } = new();
 
     /// <summary>Training batches every batch norm is recalibrated on before each subset is scored.</summary>
@@ -90,7 +93,9 @@ public sealed record SearchOptions
 /// <param name="ValTop1">Validation top-1 of the supernet with these blocks at λ=1, the rest at λ=0, after BN recalibration.</param>
 /// <param name="Params">Parameters of the model with these blocks merged.</param>
 /// <param name="Macs">MACs of the model with these blocks merged.</param>
-public sealed record SearchCandidate(IReadOnlyList<int> Blocks, double ValTop1, long Params, long Macs);
+/// <param name="LatencyMs">Predicted latency of the merged model (latency-constrained searches only).</param>
+public sealed record SearchCandidate(IReadOnlyList<int> Blocks, double ValTop1, long Params, long Macs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? LatencyMs = null);
 
 /// <summary>A progress report after each scored subset.</summary>
 /// <param name="Scored">Subsets scored so far.</param>
@@ -122,6 +127,10 @@ public sealed record SearchResult
     public int Scored { get; init; }
 
     public bool Constrained { get; init; }
+
+    /// <summary>The latency budget, the best subset's predicted and re-measured latency; null without a budget.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public LatencyReport? Latency { get; init; }
 
     public int CalibrationBatches { get; init; }
 
@@ -204,15 +213,25 @@ public static class SubnetSearch
                 return top1;
             }
 
-            var exploration = Explore(candidates, options.Blocks, options.Strategy, Score, options.Feasible);
+            var feasible = options.Latency is { } latency
+                ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
+                : options.Feasible;
+            var exploration = Explore(candidates, options.Blocks, options.Strategy, Score, feasible);
             var ranked = exploration.Scored
                 .Select(s =>
                 {
                     var cost = costs.Of(s.Blocks);
-                    return new SearchCandidate(s.Blocks, s.Score, cost.Params, cost.Macs);
+                    return new SearchCandidate(s.Blocks, s.Score, cost.Params, cost.Macs, options.Latency?.Table.Predict(s.Blocks));
                 })
                 .OrderByDescending(c => c.ValTop1).ThenBy(c => c.Macs).ThenBy(c => c.Blocks, SubsetOrder.Instance)
                 .ToList();
+            LatencyReport? latencyReport = null;
+            if (options.Latency is { } latencyBudget)
+            {
+                var (baselineMs, mergedMs) = latencyBudget.Remeasure(ranked[0].Blocks);
+                latencyReport = new LatencyReport(latencyBudget.BudgetMs, latencyBudget.Table.Batch, latencyBudget.Table.Resolution, latencyBudget.Table.Threads, latencyBudget.TablePath,
+                    latencyBudget.Table.ModelMs, ranked[0].LatencyMs!.Value, mergedMs, baselineMs);
+            }
             var result = new SearchResult
             {
                 Checkpoint = options.Checkpoint,
@@ -223,7 +242,8 @@ public static class SubnetSearch
                 Strategy = options.Strategy with { ExhaustiveLimit = options.Strategy.EffectiveExhaustiveLimit },
                 Subsets = exploration.Subsets,
                 Scored = ranked.Count,
-                Constrained = options.Feasible is not null,
+                Constrained = feasible is not null,
+                Latency = latencyReport,
                 CalibrationBatches = calibration.Count,
                 CalibrationBatchSize = options.CalibrationBatchSize,
                 ValidationImages = validation.Count,

@@ -1,0 +1,253 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Updp.Models;
+using Updp.Pruning;
+using static TorchSharp.torch;
+
+namespace Updp.Benchmarks;
+
+/// <summary>One block's measured latency in its original and in its merged form, on its own input.</summary>
+public sealed record BlockLatency(int Index, double OriginalMs, double MergedMs)
+{
+    /// <summary>What merging this block saves (negative when the merged form is slower).</summary>
+    public double SavingMs => OriginalMs - MergedMs;
+}
+
+/// <summary>
+/// Per-block latency of a model on this machine, for one input size, batch and thread count: the
+/// table a latency-aware search predicts subsets' latency from (as LayerMerge does), instead of
+/// timing every candidate. A block's time depends only on its own form and input shape, and merging
+/// keeps the shape, so a subset S is predicted at <see cref="ModelMs"/> − Σ_{i∈S} saving_i.
+/// <see cref="AllMergedMs"/>, the whole model with every block merged, measured, shows how far that
+/// additivity holds. Random weights: latency does not depend on their values.
+/// </summary>
+public sealed record BlockLatencyTable
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    /// <summary>The engine the times are for (only TorchSharp measures per block for now).</summary>
+    public string Engine { get; init; } = "torchsharp";
+
+    public required ModelConfig Config { get; init; }
+
+    public required int Resolution { get; init; }
+
+    public required int Batch { get; init; }
+
+    public required int Threads { get; init; }
+
+    /// <summary>Host name, CPU model and core count: a table is only valid where it was measured.</summary>
+    public required string Machine { get; init; }
+
+    public int Runs { get; init; }
+
+    public DateTimeOffset Measured { get; init; }
+
+    /// <summary>The whole model with every block original (median ms).</summary>
+    public double ModelMs { get; init; }
+
+    /// <summary>The whole model with every block merged (median ms, timed alternately with <see cref="ModelMs"/>).</summary>
+    public double AllMergedMs { get; init; }
+
+    public required IReadOnlyList<BlockLatency> Blocks { get; init; }
+
+    /// <summary>The predicted latency with the blocks of <paramref name="merged"/> merged and the rest original.</summary>
+    /// <exception cref="ArgumentException">A block is not in the table.</exception>
+    public double Predict(IEnumerable<int> merged)
+    {
+        ArgumentNullException.ThrowIfNull(merged);
+        var byIndex = Blocks.ToDictionary(b => b.Index);
+        return ModelMs - merged.Distinct().Sum(i => byIndex.TryGetValue(i, out var b)
+            ? b.SavingMs
+            : throw new ArgumentException($"block {i} is not in the latency table (blocks {string.Join(",", byIndex.Keys)})", nameof(merged)));
+    }
+
+    /// <summary>
+    /// The fewest blocks among <paramref name="candidates"/> whose merging can bring the predicted
+    /// latency within <paramref name="budgetMs"/> (the largest savings first), or null if even all
+    /// of them cannot. 0 when the unpruned model already fits.
+    /// </summary>
+    public int? FewestBlocksFor(double budgetMs, IEnumerable<int> candidates)
+    {
+        var savings = Blocks.Where(b => candidates.Contains(b.Index)).Select(b => b.SavingMs).OrderDescending().ToList();
+        var ms = ModelMs;
+        for (var k = 0; ; k++)
+        {
+            if (ms <= budgetMs)
+            {
+                return k;
+            }
+            if (k == savings.Count || savings[k] <= 0)
+            {
+                return null;
+            }
+            ms -= savings[k];
+        }
+    }
+
+    /// <summary>Whether this table was measured for these settings on this machine.</summary>
+    public bool IsFor(ModelConfig config, int resolution, int batch, int threads) =>
+        Config == config && Resolution == resolution && Batch == batch && Threads == threads && Machine == ThisMachine();
+
+    /// <summary>Times every block of a fresh model of <paramref name="config"/> in both forms, on the block's real input shape.</summary>
+    public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        using var scope = NewDisposeScope();
+        using var original = ModelRegistry.Create(config);
+        using var merged = ModelRegistry.Create(config);
+        var indices = original.Blocks.Where(b => BlockRules.Find(b.Module) is not null).Select(b => b.Index).ToList();
+        foreach (var index in indices)
+        {
+            merged.Prune(index).Lambda = 1;
+        }
+        merged.eval();
+        Merger.MergeAll(merged, [randn(Math.Min(batch, 2), config.InChans, resolution, resolution, generator: new Generator(0))]);
+        original.eval();
+
+        var inputs = BlockInputs(original, batch, resolution);
+        var blocks = new List<BlockLatency>();
+        using (no_grad())
+        {
+            foreach (var index in indices)
+            {
+                var x = inputs[index];
+                var a = (nn.Module<Tensor, Tensor>)original.Blocks[index].Module;
+                var b = (nn.Module<Tensor, Tensor>)merged.Blocks[index].Module;
+                Action Forward(nn.Module<Tensor, Tensor> block) => () =>
+                {
+                    using var step = NewDisposeScope();
+                    block.call(x);
+                };
+                var (o, m) = LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
+                blocks.Add(new BlockLatency(index, o.MedianMs, m.MedianMs));
+            }
+        }
+        var (full, allMerged) = TorchSharpBenchmark.InferencePair(original, merged, batch, resolution, warmup, runs);
+        return new BlockLatencyTable
+        {
+            Config = config,
+            Resolution = resolution,
+            Batch = batch,
+            Threads = get_num_threads(),
+            Machine = ThisMachine(),
+            Runs = runs,
+            Measured = DateTimeOffset.UtcNow,
+            ModelMs = full.MedianMs,
+            AllMergedMs = allMerged.MedianMs,
+            Blocks = blocks,
+        };
+    }
+
+    /// <summary>
+    /// The table in <paramref name="path"/> if it was measured for these settings on this machine;
+    /// otherwise measures one and writes it there (atomically). <paramref name="measured"/> tells which.
+    /// </summary>
+    public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads()))
+        {
+            measured = false;
+            return cached;
+        }
+        var table = Measure(config, resolution, batch, runs: runs);
+        Save(table, path);
+        measured = true;
+        return table;
+    }
+
+    /// <exception cref="InvalidDataException">The file is not a latency table (the message names it).</exception>
+    public static BlockLatencyTable Load(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<BlockLatencyTable>(File.ReadAllText(path), Json)
+                ?? throw new InvalidDataException($"latency table '{path}' is empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"latency table '{path}' is not valid: {e.Message}", e);
+        }
+    }
+
+    public static void Save(BlockLatencyTable table, string path)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(table, Json));
+    }
+
+    /// <summary>
+    /// Where tables are cached: <c>$UPDP_CACHE/latency</c>, else <c>$XDG_CACHE_HOME/updp/latency</c>, else
+    /// <c>~/.cache/updp/latency</c>; one file per model configuration, resolution, batch and thread count.
+    /// </summary>
+    public static string DefaultPath(ModelConfig config, int resolution, int batch)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var root = Environment.GetEnvironmentVariable("UPDP_CACHE") is { Length: > 0 } cache
+            ? cache
+            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
+                ? xdg
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "updp");
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(config))))[..10];
+        return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}.json");
+    }
+
+    /// <summary>Host name, CPU model and logical cores.</summary>
+    public static string ThisMachine()
+    {
+        var cpu = "unknown CPU";
+        if (File.Exists("/proc/cpuinfo"))
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
+        }
+        return $"{Environment.MachineName} / {cpu} / {Environment.ProcessorCount} cores";
+    }
+
+    // Each block's input for one forward pass of random images, captured by forward hooks.
+    private static Dictionary<int, Tensor> BlockInputs(ImageClassifier model, int batch, int resolution)
+    {
+        var inputs = new Dictionary<int, Tensor>();
+        var removers = new List<Action>();
+        foreach (var block in model.Blocks)
+        {
+            var index = block.Index;
+            var hook = ((nn.Module<Tensor, Tensor>)block.Module).register_forward_hook((_, input, output) =>
+            {
+                inputs[index] = input.detach().clone();
+                return output;
+            });
+            removers.Add(hook.remove);
+        }
+        try
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            model.call(randn(batch, model.Config.InChans, resolution, resolution, generator: new Generator(1)));
+            foreach (var x in inputs.Values)
+            {
+                x.MoveToOuterDisposeScope();
+            }
+        }
+        finally
+        {
+            foreach (var remove in removers)
+            {
+                remove();
+            }
+        }
+        return inputs;
+    }
+}

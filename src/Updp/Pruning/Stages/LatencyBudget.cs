@@ -1,0 +1,84 @@
+using Updp.Benchmarks;
+using Updp.Models;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>
+/// A latency budget for the merged model (beyond the paper, as LayerMerge does): subsets are
+/// predicted from a per-block latency table measured on this machine, and the search only scores
+/// subsets predicted to fit.
+/// </summary>
+/// <param name="Table">The table, for the model configuration, input size, batch and threads in use.</param>
+/// <param name="BudgetMs">The most the merged model may take per batch of <see cref="BlockLatencyTable.Batch"/>.</param>
+/// <param name="TablePath">Where the table is cached (reported in search.json).</param>
+public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, string? TablePath = null)
+{
+    /// <summary>
+    /// The budget for a model configuration and input size at <paramref name="batch"/>, with its table
+    /// loaded from <paramref name="tablePath"/> (default <see cref="BlockLatencyTable.DefaultPath"/>)
+    /// when it was measured for the same settings on this machine, else measured and cached there.
+    /// </summary>
+    public static LatencyBudget Create(ModelConfig config, int inputSize, double budgetMs, int batch, string? tablePath, out bool measured)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!(budgetMs > 0) || double.IsInfinity(budgetMs))
+        {
+            throw new ArgumentException($"latency budget {budgetMs} ms: expected a positive number of milliseconds");
+        }
+        if (batch < 1)
+        {
+            throw new ArgumentException($"latency batch {batch}: expected at least 1");
+        }
+        var path = tablePath ?? BlockLatencyTable.DefaultPath(config, inputSize, batch);
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, inputSize, batch, out measured);
+        return new LatencyBudget(table, budgetMs, path);
+    }
+
+    /// <summary>Whether merging <paramref name="subset"/> is predicted to fit the budget.</summary>
+    public bool Fits(IReadOnlyList<int> subset) => Table.Predict(subset) <= BudgetMs;
+
+    /// <summary>K for the budget: the fewest candidate blocks whose merging can fit it.</summary>
+    /// <exception cref="ArgumentException">No subset can fit, or the unpruned model already does.</exception>
+    public int FewestBlocks(IReadOnlyList<int> candidates)
+    {
+        ArgumentNullException.ThrowIfNull(candidates);
+        var setting = $"{Table.Config.Name} at batch {Table.Batch}, {Table.Resolution}×{Table.Resolution}, {Table.Threads} threads";
+        return Table.FewestBlocksFor(BudgetMs, candidates) switch
+        {
+            null => throw new ArgumentException(
+                $"latency budget {BudgetMs:G4} ms: merging all {candidates.Count} candidate blocks is predicted at " +
+                $"{Table.Predict(candidates.Where(c => Table.Blocks.Any(b => b.Index == c))):F2} ms ({setting}); give a larger budget"),
+            0 => throw new ArgumentException(
+                $"latency budget {BudgetMs:G4} ms: the unpruned model already fits it ({Table.ModelMs:F2} ms, {setting}); nothing to prune"),
+            int k => k,
+        };
+    }
+
+    /// <summary>
+    /// Times a fresh model with <paramref name="subset"/> merged against the unpruned one, alternately,
+    /// at the table's batch and input size: the check of the prediction.
+    /// </summary>
+    public (double BaselineMs, double MergedMs) Remeasure(IReadOnlyList<int> subset, int runs = 20)
+    {
+        ArgumentNullException.ThrowIfNull(subset);
+        using var scope = NewDisposeScope();
+        using var original = ModelRegistry.Create(Table.Config);
+        using var merged = ModelRegistry.Create(Table.Config);
+        foreach (var index in subset)
+        {
+            merged.Prune(index).Lambda = 1;
+        }
+        merged.eval();
+        Merger.MergeAll(merged, [randn(2, Table.Config.InChans, Table.Resolution, Table.Resolution, generator: new Generator(0))]);
+        var (b, m) = TorchSharpBenchmark.InferencePair(original, merged, Table.Batch, Table.Resolution, runs: runs);
+        return (b.MedianMs, m.MedianMs);
+    }
+}
+
+/// <summary>What a latency-constrained search reports in <c>search.json</c>.</summary>
+/// <param name="PredictedMs">The best subset's predicted latency.</param>
+/// <param name="MeasuredMs">The best subset's merged model, measured again after the search.</param>
+/// <param name="MeasuredBaselineMs">The unpruned model, timed alternately with it.</param>
+public sealed record LatencyReport(double BudgetMs, int Batch, int Resolution, int Threads, string? Table, double ModelMs,
+    double PredictedMs, double MeasuredMs, double MeasuredBaselineMs);

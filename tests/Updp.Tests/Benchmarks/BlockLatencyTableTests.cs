@@ -1,0 +1,71 @@
+using Updp.Benchmarks;
+using Updp.Models;
+using Updp.Pruning;
+
+namespace Updp.Tests.Benchmarks;
+
+public class BlockLatencyTableTests
+{
+    private static BlockLatencyTable Table(params double[] savings) => new()
+    {
+        Config = ModelConfig.SmallInput("convnext_atto"),
+        Resolution = 32,
+        Batch = 1,
+        Threads = 1,
+        Machine = "test",
+        ModelMs = 50,
+        Blocks = [.. savings.Select((s, i) => new BlockLatency(i, 5 + s, 5))],
+    };
+
+    [Fact]
+    public void PredictionSubtractsTheSavingsOfTheMergedBlocks()
+    {
+        var table = Table(1, 2, 4, -0.5);
+        Assert.Equal(50, table.Predict([]));
+        Assert.Equal(50 - 1 - 4, table.Predict([0, 2]), 9);
+        Assert.Equal(50 + 0.5, table.Predict([3]), 9);
+        Assert.Contains("block 7", Assert.Throws<ArgumentException>(() => table.Predict([7])).Message);
+    }
+
+    [Fact]
+    public void FewestBlocksTakesTheLargestSavingsFirstAndNeverCountsALoss()
+    {
+        var table = Table(1, 2, 4, -0.5);
+        Assert.Equal(0, table.FewestBlocksFor(50, [0, 1, 2, 3]));
+        Assert.Equal(1, table.FewestBlocksFor(46, [0, 1, 2, 3]));
+        Assert.Equal(2, table.FewestBlocksFor(44, [0, 1, 2, 3]));
+        Assert.Equal(3, table.FewestBlocksFor(43, [0, 1, 2, 3]));
+        Assert.Null(table.FewestBlocksFor(42.9, [0, 1, 2, 3]));
+        Assert.Null(table.FewestBlocksFor(45, [0, 1]));
+        var budget = new LatencyBudget(table, 44);
+        Assert.Equal(2, budget.FewestBlocks([0, 1, 2, 3]));
+        Assert.True(budget.Fits([1, 2]) && !budget.Fits([0, 2]));
+        Assert.Contains("already fits", Assert.Throws<ArgumentException>(() => new LatencyBudget(table, 60).FewestBlocks([0])).Message);
+    }
+
+    [Fact]
+    public void MeasuredTableIsCachedForTheSameSettingsAndRemeasuredForOthers()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("cache/atto.json");
+        var config = ModelConfig.SmallInput("convnext_atto") with { StemStride = 4 };
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 2, out var measured, runs: 2);
+        Assert.True(measured);
+        Assert.Equal(12, table.Blocks.Count);
+        Assert.All(table.Blocks, b => Assert.True(b.OriginalMs > 0 && b.MergedMs > 0));
+        Assert.True(table.ModelMs > 0 && table.AllMergedMs > 0);
+        Assert.True(table.IsFor(config, 32, 2, table.Threads));
+
+        var again = BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 2, out measured, runs: 2);
+        Assert.False(measured);
+        Assert.Equal(table.ModelMs, again.ModelMs);
+        Assert.Equal(table.Blocks, again.Blocks);
+
+        BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 3, out measured, runs: 2);
+        Assert.True(measured);
+        Assert.Equal(3, BlockLatencyTable.Load(path).Batch);
+
+        File.WriteAllText(path, "{ not json");
+        Assert.Contains(path, Assert.Throws<InvalidDataException>(() => BlockLatencyTable.Load(path)).Message);
+    }
+}
