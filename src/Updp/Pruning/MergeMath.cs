@@ -34,7 +34,9 @@ internal static class MergeMath
 
     /// <summary>I + W for a square weight [C, C]: a residual connection x + Wx folded into the layer.</summary>
     public static Tensor AddIdentity(Tensor weight) =>
-        weight + eye(weight.shape[0], dtype: weight.dtype, device: weight.device);
+        weight.dim() == 2 && weight.shape[0] == weight.shape[1]
+            ? weight + eye(weight.shape[0], dtype: weight.dtype, device: weight.device)
+            : throw new ArgumentException($"a residual folds only into a square weight, not [{string.Join(", ", weight.shape)}]", nameof(weight));
 
     /// <summary>W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂), for weights in [out, in] layout.</summary>
     public static (Tensor Weight, Tensor Bias) ComposeLinear(Tensor w1, Tensor b1, Tensor w2, Tensor b2) =>
