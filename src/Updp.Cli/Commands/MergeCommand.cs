@@ -62,7 +62,9 @@ internal static class MergeCommand
     {
         if (count <= 0 || meta?.Preprocessing is not { } preprocessing || model.Config.InChans != 1)
         {
-            return [randn(8, model.Config.InChans, meta?.Preprocessing?.InputSize ?? 32, meta?.Preprocessing?.InputSize ?? 32)];
+            // A model built for one input size (DeiT) is checked at that size.
+            var side = meta?.Preprocessing?.InputSize ?? model.Config.ImgSize ?? 32;
+            return [randn(8, model.Config.InChans, side, side)];
         }
         var test = DatasetCatalog.Resolve(data).LoadSplits().Test.Take(count);
         return TrainingRun.EvalLoader(test, preprocessing, 128).Epoch(0).Select(b => b.Images).ToList();

@@ -25,6 +25,7 @@ public static class StateDictAdapters
     private static readonly Dictionary<string, StateDictAdapter> Adapters = new(StringComparer.Ordinal)
     {
         ["convnext"] = new StateDictAdapter(InferConvNeXt),
+        ["deit"] = new StateDictAdapter(InferDeiT),
     };
 
     private static readonly Lock Gate = new();
@@ -67,6 +68,38 @@ public static class StateDictAdapters
             InChans = checked((int)stem.shape[1]),
             NumClasses = checked((int)fc.shape[0]),
             StemStride = checked((int)stem.shape[2]),
+        };
+    }
+
+    /// <summary>
+    /// DeiT (timm names): input channels and patch size from <c>patch_embed.proj.weight</c>
+    /// [D, in_chans, p, p], input size from <c>pos_embed</c> [1, (img/p)² + 1, D], classes from
+    /// <c>head.weight</c> [num_classes, D].
+    /// </summary>
+    internal static ModelConfig InferDeiT(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var proj = Require(stateDict, "patch_embed.proj.weight", 4, sourceName);
+        var pos = Require(stateDict, "pos_embed", 3, sourceName);
+        var head = Require(stateDict, "head.weight", 2, sourceName);
+        if (proj.shape[2] != proj.shape[3])
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': patch_embed.proj.weight has a non-square kernel [{string.Join(", ", proj.shape)}]; DeiT's patches are square", sourceName);
+        }
+        var patches = pos.shape[1] - 1;
+        var grid = (long)Math.Round(Math.Sqrt(patches));
+        if (patches < 1 || grid * grid != patches)
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': pos_embed has shape [{string.Join(", ", pos.shape)}]; expected 1 + a square number of rows (class token + patch grid)", sourceName);
+        }
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)proj.shape[1]),
+            NumClasses = checked((int)head.shape[0]),
+            StemStride = checked((int)proj.shape[2]),
+            ImgSize = checked((int)(grid * proj.shape[2])),
         };
     }
 

@@ -21,6 +21,13 @@ public sealed record ModelConfig
     /// </summary>
     [JsonPropertyName("stem_stride")] public int? StemStride { get; init; }
 
+    /// <summary>
+    /// Input side the model is built for (timm's <c>img_size</c>), for families whose parameters
+    /// depend on it (<see cref="ModelVariant.FixedInputSize"/>: DeiT's pos_embed has one row per
+    /// patch plus one); null means the family default (224). Other families take any input size and ignore it.
+    /// </summary>
+    [JsonPropertyName("img_size")] public int? ImgSize { get; init; }
+
     /// <summary>Stochastic-depth rate of the last block; earlier blocks get linearly less.</summary>
     [JsonPropertyName("drop_path_rate")] public double DropPathRate { get; init; }
 
@@ -33,17 +40,21 @@ public sealed record ModelConfig
     /// <summary>
     /// A configuration for inputs of the given side: an explicit stem stride wins; otherwise inputs
     /// of at most 64 px get the family's small-input stem and larger ones the family default.
+    /// Families with a fixed input size are built for this one.
     /// </summary>
-    public static ModelConfig ForInput(string name, int inputSize, int inChans, int numClasses, int? stemStride = null) =>
-        new()
+    public static ModelConfig ForInput(string name, int inputSize, int inChans, int numClasses, int? stemStride = null)
+    {
+        var variant = ModelRegistry.Get(name);
+        return new()
         {
             Name = name,
             InChans = inChans,
             NumClasses = numClasses,
-            StemStride = stemStride ?? (inputSize <= 64 ? ModelRegistry.Get(name).SmallInputStemStride : null),
+            StemStride = stemStride ?? (inputSize <= 64 ? variant.SmallInputStemStride : null),
+            ImgSize = variant.FixedInputSize ? inputSize : null,
         };
+    }
 
     /// <summary>The settings the tool uses for 32×32 one-channel images with 10 classes.</summary>
-    public static ModelConfig SmallInput(string name, int numClasses = 10, int inChans = 1) =>
-        new() { Name = name, InChans = inChans, NumClasses = numClasses, StemStride = ModelRegistry.Get(name).SmallInputStemStride };
+    public static ModelConfig SmallInput(string name, int numClasses = 10, int inChans = 1) => ForInput(name, 32, inChans, numClasses);
 }

@@ -6,7 +6,9 @@ namespace Updp.Models;
 /// <param name="Description">One line for <c>updp models</c>.</param>
 /// <param name="SmallInputStemStride">Stem stride used for 32×32 inputs.</param>
 /// <param name="Create">Builds the model with freshly initialised weights.</param>
-public sealed record ModelVariant(string Name, string Family, string Description, int SmallInputStemStride, Func<ModelConfig, ImageClassifier> Create);
+/// <param name="FixedInputSize">True when the model is built for one input size (<see cref="ModelConfig.ImgSize"/>), as DeiT is.</param>
+public sealed record ModelVariant(
+    string Name, string Family, string Description, int SmallInputStemStride, Func<ModelConfig, ImageClassifier> Create, bool FixedInputSize = false);
 
 /// <summary>All model variants the tool knows, by name.</summary>
 public static class ModelRegistry
@@ -16,6 +18,10 @@ public static class ModelRegistry
     static ModelRegistry()
     {
         foreach (var v in ConvNeXt.Variants())
+        {
+            Variants.Add(v.Name, v);
+        }
+        foreach (var v in DeiT.Variants())
         {
             Variants.Add(v.Name, v);
         }

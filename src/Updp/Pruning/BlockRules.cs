@@ -75,7 +75,11 @@ public static class BlockRules
     private static readonly Lock Gate = new();
     private static readonly Dictionary<Type, IBlockRule> Rules = [];
 
-    static BlockRules() => Register(new ConvNeXtBlockRule());
+    static BlockRules()
+    {
+        Register(new ConvNeXtBlockRule());
+        Register(new DeiTBlockRule());
+    }
 
     /// <summary>Adds a rule for its <see cref="IBlockRule.BlockTypes"/>; a type may have one rule only.</summary>
     public static void Register(IBlockRule rule)
