@@ -25,6 +25,7 @@ public static class StateDictAdapters
     private static readonly Dictionary<string, StateDictAdapter> Adapters = new(StringComparer.Ordinal)
     {
         ["convnext"] = new StateDictAdapter(InferConvNeXt),
+        ["resnet"] = new StateDictAdapter(ResNet.InferConfig),
     };
 
     private static readonly Lock Gate = new();
@@ -70,7 +71,7 @@ public static class StateDictAdapters
         };
     }
 
-    private static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
+    internal static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
     {
         if (!stateDict.TryGetValue(name, out var t))
         {
