@@ -8,13 +8,6 @@ namespace Updp.Models;
 // ResNet (He et al., 2016; torchvision's "v1.5", stride on the 3×3 conv of a bottleneck) with
 // torchvision's module and parameter names, which timm's ResNet shares, so their state dicts load as
 // they are. Read bottom-up: blocks, model, state-dict adapter, configurations, registered variants.
-//
-// Small inputs (32×32, one channel): the ImageNet stem (conv1 7×7 stride 2 + 3×3 stride-2 max-pool)
-// would leave 1×1 maps in layer4, so ModelConfig.StemStride selects a CIFAR-style stem instead:
-// stem_stride 1 or 2 makes conv1 a 3×3 conv of that stride (padding 1) with no max-pool. conv1.weight
-// is then [64, in_chans, 3, 3] instead of [64, in_chans, 7, 7], so such checkpoints and ImageNet ones
-// do not load into each other. stem_stride null or 4 is torchvision's stem. The small-input setting
-// (SmallInputStemStride, used for inputs ≤ 64 px) is stride 1: 32×32 maps in layer1, 4×4 in layer4.
 
 /// <summary>
 /// torchvision's BasicBlock: conv1 (3×3, stride s) → bn1 → ReLU → conv2 (3×3) → bn2 → + shortcut →
@@ -125,8 +118,19 @@ public sealed class Bottleneck : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// The ResNet classifier: stem (conv1, bn1, ReLU, max-pool), layer1..layer4, global average pool, fc.
-/// Every residual block is prunable; its path is <c>layerK.j</c> and its stage K−1.
+/// Every residual block is prunable, including the first block of a layer with its projection
+/// shortcut; its path is <c>layerK.j</c> and its stage K−1.
 /// </summary>
+/// <remarks>
+/// Small inputs (32×32, one channel): torchvision's stem (conv1 7×7 stride 2, then a 3×3 stride-2
+/// max-pool) would leave 1×1 maps in layer4, so <see cref="ModelConfig.StemStride"/> selects a
+/// CIFAR-style stem instead. Stem stride 1 or 2 makes conv1 a 3×3 conv of that stride (padding 1) with
+/// no max-pool; <c>conv1.weight</c> is then [Width, in_chans, 3, 3] instead of [Width, in_chans, 7, 7],
+/// so such checkpoints and ImageNet ones do not load into each other. Stem stride null or 4 is
+/// torchvision's stem. The small-input setting (<see cref="ModelVariant.SmallInputStemStride"/>, used
+/// for inputs ≤ 64 px) is stride 1: 32×32 maps in layer1, 4×4 in layer4, 0.55 GMACs for resnet18
+/// (stride 2: ¼ of that). A state dict with a 3×3 conv1 loads as stride 1 (its stride is not in its weights).
+/// </remarks>
 public sealed class ResNet : ImageClassifier
 {
     /// <summary>The architecture of a named variant.</summary>
@@ -162,6 +166,12 @@ public sealed class ResNet : ImageClassifier
         if (arch.Layers.Length != 4 || arch.Layers.Any(n => n < 1) || arch.Width < 1)
         {
             throw new ArgumentException($"a ResNet has 4 layers of at least one block and a positive width, got layers [{string.Join(", ", arch.Layers)}], width {arch.Width}", nameof(arch));
+        }
+        // Settings of other families are refused rather than ignored, so a recipe never silently differs.
+        if (config.DropPathRate != 0 || config.LayerScaleInit is not null)
+        {
+            throw new ArgumentException(
+                $"ResNet has no stochastic depth or layer scale (drop_path_rate {config.DropPathRate}, ls_init_value {config.LayerScaleInit?.ToString() ?? "null"}); leave them unset", nameof(config));
         }
         Arch = arch;
         var stemStride = config.StemStride ?? DefaultStemStride;
@@ -306,7 +316,7 @@ public sealed class ResNet : ImageClassifier
         {
             var arch = new Architecture(bottleneck, layers);
             return new ModelVariant(name, "resnet",
-                $"ResNet-{name[6..]}: {(bottleneck ? "Bottleneck" : "BasicBlock")} layers {string.Join('-', layers)}, widths 64-128-256-512{(bottleneck ? " (×4 out)" : "")}",
+                $"ResNet-{name[6..]}: {(bottleneck ? "Bottleneck" : "BasicBlock")}, layers {string.Join('-', layers)}, out {(bottleneck ? "256-2048" : "64-512")}",
                 SmallInputStemStride, c => new ResNet(c, arch));
         }
         yield return V("resnet18", false, [2, 2, 2, 2]);

@@ -69,4 +69,51 @@ public partial class CliTests
         Assert.True(code == 0, err);
         Assert.Contains("top-1", stdout);
     }
+
+    [Fact]
+    public void InfoAndBenchMeasureAMergedModelWithoutTrainingOne()
+    {
+        // resnet18 at 32² with torchvision's stem: layer2.0 (7×7 stride 2 once merged) and layer2.1 (5×5).
+        string[] model = ["--model", "resnet18", "--input-size", "32", "--in-chans", "1", "--num-classes", "10", "--stem-stride", "4"];
+        var (code, stdout, err) = Run(["info", .. model, "--json"]);
+        Assert.True(code == 0, err);
+        using var original = JsonDocument.Parse(stdout);
+        (code, stdout, err) = Run(["info", .. model, "--merged", "2,3", "--json"]);
+        Assert.True(code == 0, err);
+        using var merged = JsonDocument.Parse(stdout);
+
+        var (before, after) = (original.RootElement.GetProperty("blocks"), merged.RootElement.GetProperty("blocks"));
+        // 8×8 → 4×4 maps in layer2: 7×7·64·128 and 5×5·128·128 per output pixel, with biases.
+        Assert.Equal(16L * 128 * 64 * 49, after[2].GetProperty("macs").GetInt64());
+        Assert.Equal(16L * 128 * 128 * 25, after[3].GetProperty("macs").GetInt64());
+        Assert.Equal((128L * 64 * 49) + 128, after[2].GetProperty("params").GetInt64());
+        Assert.Equal(before[4].GetProperty("macs").GetInt64(), after[4].GetProperty("macs").GetInt64());
+        Assert.Equal(
+            original.RootElement.GetProperty("macs").GetInt64() - before[2].GetProperty("macs").GetInt64() - before[3].GetProperty("macs").GetInt64()
+                + after[2].GetProperty("macs").GetInt64() + after[3].GetProperty("macs").GetInt64(),
+            merged.RootElement.GetProperty("macs").GetInt64());
+
+        (code, stdout, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--stem-stride", "4", "--batch", "1", "--runs", "2", "--warmup", "1",
+            "--merged", "all", "--json");
+        Assert.True(code == 0, err);
+        using var bench = JsonDocument.Parse(stdout);
+        Assert.Equal(Enumerable.Range(0, 8), bench.RootElement[0].GetProperty("merged").EnumerateArray().Select(b => b.GetInt32()));
+        Assert.True(bench.RootElement[0].GetProperty("median_ms").GetDouble() > 0);
+
+        (code, stdout, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--stem-stride", "4", "--batch", "2", "--runs", "3", "--warmup", "1",
+            "--merged", "2,3", "--side-by-side", "--json");
+        Assert.True(code == 0, err);
+        using var pair = JsonDocument.Parse(stdout);
+        Assert.Equal(2, pair.RootElement.GetArrayLength());
+        Assert.Equal(0, pair.RootElement[0].GetProperty("merged").GetArrayLength());
+        Assert.Equal([2, 3], pair.RootElement[1].GetProperty("merged").EnumerateArray().Select(b => b.GetInt32()));
+        Assert.True(pair.RootElement[1].GetProperty("ratio_to_original").GetDouble() > 0);
+
+        (code, _, err) = Run("bench", "--model", "resnet18", "--side-by-side");
+        Assert.Equal(2, code);
+        Assert.Contains("--merged", err);
+        (code, _, err) = Run(["info", .. model, "--merged", "2,8"]);
+        Assert.Equal(2, code);
+        Assert.Contains("block 8 is out of range", err);
+    }
 }

@@ -84,6 +84,8 @@ public class ResNetTests
 
         var e = Assert.Throws<ArgumentException>(() => ModelRegistry.Create(ModelConfig.SmallInput("resnet18") with { StemStride = 3 }));
         Assert.Contains("got 3", e.Message);
+        e = Assert.Throws<ArgumentException>(() => ModelRegistry.Create(ModelConfig.SmallInput("resnet18") with { DropPathRate = 0.1 }));
+        Assert.Contains("drop_path_rate 0.1", e.Message);
     }
 
     [Fact]

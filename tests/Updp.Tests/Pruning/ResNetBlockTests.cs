@@ -112,20 +112,20 @@ public class ResNetBlockTests
         switch (original)
         {
             case BasicBlock b:
-            {
-                var s = b.Stride;
-                var h = Bn(nn.functional.conv2d(nn.functional.pad(x, [1 + s, 1 + s, 1 + s, 1 + s]), b.Conv1.weight, strides: [s, s]), b.Bn1);
-                var y = Bn(nn.functional.conv2d(h, b.Conv2.weight), b.Bn2);
-                return nn.functional.relu(y + Shortcut(b.Downsample, x));
-            }
+                {
+                    var s = b.Stride;
+                    var h = Bn(nn.functional.conv2d(nn.functional.pad(x, [1 + s, 1 + s, 1 + s, 1 + s]), b.Conv1.weight, strides: [s, s]), b.Bn1);
+                    var y = Bn(nn.functional.conv2d(h, b.Conv2.weight), b.Bn2);
+                    return nn.functional.relu(y + Shortcut(b.Downsample, x));
+                }
             case Bottleneck b:
-            {
-                var s = b.Stride;
-                var h = Bn(nn.functional.conv2d(nn.functional.pad(x, [1, 1, 1, 1]), b.Conv1.weight), b.Bn1);
-                h = Bn(nn.functional.conv2d(h, b.Conv2.weight, strides: [s, s]), b.Bn2);
-                var y = Bn(nn.functional.conv2d(h, b.Conv3.weight), b.Bn3);
-                return nn.functional.relu(y + Shortcut(b.Downsample, x));
-            }
+                {
+                    var s = b.Stride;
+                    var h = Bn(nn.functional.conv2d(nn.functional.pad(x, [1, 1, 1, 1]), b.Conv1.weight), b.Bn1);
+                    h = Bn(nn.functional.conv2d(h, b.Conv2.weight, strides: [s, s]), b.Bn2);
+                    var y = Bn(nn.functional.conv2d(h, b.Conv3.weight), b.Bn3);
+                    return nn.functional.relu(y + Shortcut(b.Downsample, x));
+                }
             default:
                 throw new ArgumentException(original.GetType().Name);
         }
