@@ -17,10 +17,11 @@ internal static class InfoCommand
         var inChans = new Option<int>("--in-chans") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
         var numClasses = new Option<int>("--num-classes") { Description = "Number of classes.", DefaultValueFactory = _ => 1000 };
         var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride; default: the family's, or its small-input setting when --input-size ≤ 64." };
+        var merged = MergedOption.Create("before counting");
         var json = new Option<bool>("--json") { Description = "Print a JSON object instead of a table." };
         var command = new Command("info", "Show a model's prunable blocks (index, stage, params, MACs) and totals.")
         {
-            model, checkpoint, inputSize, inChans, numClasses, stemStride, json,
+            model, checkpoint, inputSize, inChans, numClasses, stemStride, merged, json,
         };
         command.SetAction(parse =>
         {
@@ -31,6 +32,7 @@ internal static class InfoCommand
             }
             var classifier = ModelLoading.FromOptions(parse.GetValue(checkpoint), parse.GetValue(model),
                 parse.GetValue(inChans), parse.GetValue(numClasses), parse.GetValue(stemStride), size);
+            MergedOption.Apply(classifier, parse.GetValue(merged), size);
             var profile = ModelProfiler.Profile(classifier, size);
             if (parse.GetValue(json))
             {

@@ -26,6 +26,7 @@ public static class StateDictAdapters
     {
         ["convnext"] = new StateDictAdapter(InferConvNeXt),
         ["deit"] = new StateDictAdapter(InferDeiT),
+        ["resnet"] = new StateDictAdapter(ResNet.InferConfig),
     };
 
     private static readonly Lock Gate = new();
@@ -103,7 +104,7 @@ public static class StateDictAdapters
         };
     }
 
-    private static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
+    internal static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
     {
         if (!stateDict.TryGetValue(name, out var t))
         {

@@ -16,8 +16,10 @@ public sealed record ModelConfig
     [JsonPropertyName("num_classes")] public int NumClasses { get; init; } = 1000;
 
     /// <summary>
-    /// Stride (and kernel) of the patchify stem; null means the family's default (4 for ConvNeXt).
-    /// Small inputs such as 32×32 keep more spatial detail with a smaller stem stride.
+    /// Stride of the stem; null means the family's default (4). ConvNeXt: the patchify conv's stride
+    /// and kernel. ResNet: 4 is torchvision's stem (7×7 stride-2 conv, 3×3 stride-2 max-pool), 1 or 2
+    /// a 3×3 conv of that stride without max-pool. Small inputs such as 32×32 keep more spatial detail
+    /// with a smaller stem stride.
     /// </summary>
     [JsonPropertyName("stem_stride")] public int? StemStride { get; init; }
 

@@ -59,12 +59,16 @@ public static class BlockPruning
         }
     }
 
-    /// <summary>Replaces block <paramref name="index"/>, in whatever form, by the identity.</summary>
+    /// <summary>
+    /// Replaces block <paramref name="index"/>, in whatever form, by its dropped form: the identity,
+    /// or only its shortcut where that changes the shape (<see cref="IBlockRule.Drop"/>).
+    /// </summary>
     public static void Drop(this ImageClassifier model, int index)
     {
-        if (FormOf(Block(model, index).Module) != BlockForm.Dropped)
+        var module = Block(model, index).Module;
+        if (FormOf(module) != BlockForm.Dropped)
         {
-            model.ReplaceBlock(index, new DroppedBlock());
+            model.ReplaceBlock(index, BlockRules.For(module).Drop(module));
         }
     }
 

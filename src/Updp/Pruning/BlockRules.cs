@@ -67,6 +67,13 @@ public interface IBlockRule
     /// their running statistics). It does not share the pruned block's tensors.
     /// </summary>
     nn.Module<Tensor, Tensor> Merge(nn.Module prunedBlock);
+
+    /// <summary>
+    /// The dropped form of a block in any form: what is left when its residual branch is removed. By
+    /// default the identity; a block whose shortcut changes the shape (a strided projection, say)
+    /// keeps its shortcut. The module's form must be <see cref="BlockForm.Dropped"/>.
+    /// </summary>
+    nn.Module<Tensor, Tensor> Drop(nn.Module block) => new DroppedBlock();
 }
 
 /// <summary>The <see cref="IBlockRule"/>s known to the library, keyed by block module type.</summary>
@@ -79,6 +86,7 @@ public static class BlockRules
     {
         Register(new ConvNeXtBlockRule());
         Register(new DeiTBlockRule());
+        Register(new ResNetBlockRule());
     }
 
     /// <summary>Adds a rule for its <see cref="IBlockRule.BlockTypes"/>; a type may have one rule only.</summary>
