@@ -29,6 +29,42 @@ public sealed record LatencyStats(double MedianMs, double P10Ms, double P90Ms, i
         return new LatencyStats(Percentile(times, 0.5), Percentile(times, 0.1), Percentile(times, 0.9), runs, batch);
     }
 
+    /// <summary>
+    /// Times several actions in turns, one run of each per round (A, B, A, B, …) after
+    /// <paramref name="warmup"/> untimed rounds: on a shared, noisy machine a slow spell then hits
+    /// every action alike, so ratios of their medians are fairer than from back-to-back series.
+    /// </summary>
+    public static IReadOnlyList<LatencyStats> MeasureInterleaved(IReadOnlyList<Action> actions, int batch, int warmup, int runs)
+    {
+        ArgumentNullException.ThrowIfNull(actions);
+        if (runs < 1)
+        {
+            throw new ArgumentException($"runs must be ≥ 1, got {runs}", nameof(runs));
+        }
+        for (var i = 0; i < warmup; i++)
+        {
+            foreach (var action in actions)
+            {
+                action();
+            }
+        }
+        var times = actions.Select(_ => new double[runs]).ToArray();
+        for (var i = 0; i < runs; i++)
+        {
+            for (var a = 0; a < actions.Count; a++)
+            {
+                var clock = Stopwatch.StartNew();
+                actions[a]();
+                times[a][i] = clock.Elapsed.TotalMilliseconds;
+            }
+        }
+        return times.Select(t =>
+        {
+            Array.Sort(t);
+            return new LatencyStats(Percentile(t, 0.5), Percentile(t, 0.1), Percentile(t, 0.9), runs, batch);
+        }).ToList();
+    }
+
     /// <summary>Linear interpolation between closest ranks of sorted values.</summary>
     public static double Percentile(IReadOnlyList<double> sorted, double q)
     {
