@@ -20,7 +20,10 @@ public enum InferenceEngine
 public sealed record BenchModel(string Variant, ImageClassifier Model);
 
 /// <summary>A latency measurement of one model on one engine at one batch size and resolution.</summary>
-/// <param name="Speedup">The reference model's median over this model's, measured in the same interleaved series; null for the reference.</param>
+/// <param name="Speedup">
+/// The median, over the rounds of one interleaved series, of the reference model's time over this
+/// model's (<see cref="LatencyStats.PairedSpeedup"/>); null for the reference.
+/// </param>
 public sealed record BenchResult(string Variant, InferenceEngine Engine, int Resolution, int Batch, int Threads, LatencyStats Stats, double? Speedup);
 
 /// <summary>
@@ -51,11 +54,11 @@ public static class LatencyComparison
                 var prepared = runners.Prepare(batch);
                 try
                 {
-                    var stats = LatencyStats.MeasureInterleaved(prepared.Select(p => (Action)p.Run).ToList(), batch, warmup, runs);
+                    var stats = LatencyStats.MeasureInterleaved(prepared.Select(p => (Action)p.Run).ToList(), batch, warmup, runs, out var times);
                     for (var i = 0; i < models.Count; i++)
                     {
                         results.Add(new BenchResult(models[i].Variant, engine, resolution, batch, n, stats[i],
-                            i == 0 ? null : stats[0].MedianMs / stats[i].MedianMs));
+                            i == 0 ? null : LatencyStats.PairedSpeedup(times[0], times[i])));
                     }
                 }
                 finally

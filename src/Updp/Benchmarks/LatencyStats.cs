@@ -34,7 +34,11 @@ public sealed record LatencyStats(double MedianMs, double P10Ms, double P90Ms, i
     /// <paramref name="warmup"/> untimed rounds: on a shared, noisy machine a slow spell then hits
     /// every action alike, so ratios of their medians are fairer than from back-to-back series.
     /// </summary>
-    public static IReadOnlyList<LatencyStats> MeasureInterleaved(IReadOnlyList<Action> actions, int batch, int warmup, int runs)
+    public static IReadOnlyList<LatencyStats> MeasureInterleaved(IReadOnlyList<Action> actions, int batch, int warmup, int runs) =>
+        MeasureInterleaved(actions, batch, warmup, runs, out _);
+
+    /// <param name="times">Per action, its run times in round order (round i of every action ran back to back).</param>
+    public static IReadOnlyList<LatencyStats> MeasureInterleaved(IReadOnlyList<Action> actions, int batch, int warmup, int runs, out double[][] times)
     {
         ArgumentNullException.ThrowIfNull(actions);
         if (runs < 1)
@@ -48,7 +52,7 @@ public sealed record LatencyStats(double MedianMs, double P10Ms, double P90Ms, i
                 action();
             }
         }
-        var times = actions.Select(_ => new double[runs]).ToArray();
+        times = actions.Select(_ => new double[runs]).ToArray();
         for (var i = 0; i < runs; i++)
         {
             for (var a = 0; a < actions.Count; a++)
@@ -60,9 +64,26 @@ public sealed record LatencyStats(double MedianMs, double P10Ms, double P90Ms, i
         }
         return times.Select(t =>
         {
-            Array.Sort(t);
-            return new LatencyStats(Percentile(t, 0.5), Percentile(t, 0.1), Percentile(t, 0.9), runs, batch);
+            var sorted = t.Order().ToArray();
+            return new LatencyStats(Percentile(sorted, 0.5), Percentile(sorted, 0.1), Percentile(sorted, 0.9), runs, batch);
         }).ToList();
+    }
+
+    /// <summary>
+    /// The median over rounds of <paramref name="reference"/>[i] / <paramref name="other"/>[i]: a
+    /// speed-up from runs made back to back. On a shared machine the run times are often bimodal
+    /// (all cores free, or not), and a ratio of two medians can then land on different modes; the
+    /// paired ratios mostly compare like with like.
+    /// </summary>
+    public static double PairedSpeedup(IReadOnlyList<double> reference, IReadOnlyList<double> other)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(other);
+        if (reference.Count != other.Count || reference.Count == 0)
+        {
+            throw new ArgumentException($"paired speed-up needs equally many runs, got {reference.Count} and {other.Count}");
+        }
+        return Percentile(reference.Zip(other, (r, o) => r / o).Order().ToArray(), 0.5);
     }
 
     /// <summary>Linear interpolation between closest ranks of sorted values.</summary>

@@ -23,6 +23,30 @@ public class LatencyComparisonTests
     }
 
     [Fact]
+    public void PairedSpeedupIsTheMedianOfTheRoundRatios()
+    {
+        // Rounds 2 and 4 hit a slow spell for both models; the ratio of the medians, 12 / 5 = 2.4, would overstate it.
+        double[] reference = [10, 40, 10, 40, 12];
+        double[] other = [5, 20, 5, 41, 4];
+
+        var speedup = LatencyStats.PairedSpeedup(reference, other);
+
+        // Ratios 2, 2, 2, 0.976, 3 → median 2.
+        Assert.Equal(2, speedup, 12);
+        Assert.Throws<ArgumentException>(() => LatencyStats.PairedSpeedup([1, 2], [1]));
+    }
+
+    [Fact]
+    public void InterleavedTimesAreInRoundOrder()
+    {
+        var round = 0;
+        LatencyStats.MeasureInterleaved([() => Thread.Sleep(round++ == 1 ? 30 : 1), () => { }], batch: 1, warmup: 0, runs: 3, out var times);
+
+        Assert.True(times[0][0] < 15 && times[0][1] >= 29 && times[0][2] < 15, string.Join(", ", times[0]));
+        Assert.Equal(3, times[1].Length);
+    }
+
+    [Fact]
     public void MergedCopyComputesWhatTheModelDoesWithThoseBlocksPruned()
     {
         using var scope = NewDisposeScope();

@@ -110,8 +110,6 @@ public partial class CliTests
             {
                 Assert.True(m.GetProperty(key).GetDouble() > 0, key);
             }
-            Assert.Equal(m.GetProperty("onnx_baseline_latency_ms_b1").GetDouble() / m.GetProperty("onnx_latency_ms_b1").GetDouble(),
-                m.GetProperty("onnx_speedup").GetDouble(), 9);
             Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
         }
         Assert.Contains("| merged |", File.ReadAllText(Path.Combine(run, "report.md")));
