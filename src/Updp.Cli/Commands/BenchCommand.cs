@@ -113,6 +113,7 @@ internal static class BenchCommand
                         ["p90_ms"] = r.Stats.P90Ms,
                         ["images_per_second"] = r.Stats.ImagesPerSecond,
                         ["speedup"] = r.Speedup,
+                        ["macs"] = r.Macs,
                         ["runs"] = r.Stats.Runs,
                         ["threads"] = r.Threads,
                     });
@@ -148,12 +149,12 @@ internal static class BenchCommand
                 AnsiConsole.Write(table);
                 return 0;
             }
-            var results = new Table().AddColumns("model", "variant", "engine", "resolution", "batch", "median ms", "p10 ms", "p90 ms", "images/s", "speed-up");
+            var results = new Table().AddColumns("model", "variant", "engine", "resolution", "batch", "median ms", "p10 ms", "p90 ms", "images/s", "speed-up", "MMACs");
             foreach (var (name, r) in rows)
             {
                 results.AddRow(name, r.Variant, r.Engine == InferenceEngine.TorchSharp ? "TorchSharp" : "ONNX Runtime", $"{r.Resolution}", $"{r.Batch}",
                     $"{r.Stats.MedianMs:F2}", $"{r.Stats.P10Ms:F2}", $"{r.Stats.P90Ms:F2}", $"{r.Stats.ImagesPerSecond:F0}",
-                    r.Speedup is double x ? $"{x:F2}×" : "");
+                    r.Speedup is double x ? $"{x:F2}×" : "", $"{r.Macs / 1e6:F1}");
             }
             results.Caption($"intra-op threads: libtorch {threadCount}, ONNX Runtime {threadCount}; {timedRuns} runs after {warmupRuns} warm-up, models timed in turns");
             AnsiConsole.Write(results);

@@ -24,7 +24,8 @@ public sealed record BenchModel(string Variant, ImageClassifier Model);
 /// The median, over the rounds of one interleaved series, of the reference model's time over this
 /// model's (<see cref="LatencyStats.PairedSpeedup"/>); null for the reference.
 /// </param>
-public sealed record BenchResult(string Variant, InferenceEngine Engine, int Resolution, int Batch, int Threads, LatencyStats Stats, double? Speedup);
+/// <param name="Macs">Multiply-accumulates of one image at this resolution (<see cref="ModelProfiler"/>).</param>
+public sealed record BenchResult(string Variant, InferenceEngine Engine, int Resolution, int Batch, int Threads, LatencyStats Stats, double? Speedup, long Macs);
 
 /// <summary>
 /// Inference latency of several models of one input size, on several engines and batch sizes, with
@@ -45,6 +46,7 @@ public static class LatencyComparison
             throw new ArgumentException("no model to measure", nameof(models));
         }
         var n = get_num_threads();
+        var macs = models.Select(m => ModelProfiler.Profile(m.Model, resolution).Macs).ToList();
         var results = new List<BenchResult>();
         foreach (var engine in engines.Distinct())
         {
@@ -58,7 +60,7 @@ public static class LatencyComparison
                     for (var i = 0; i < models.Count; i++)
                     {
                         results.Add(new BenchResult(models[i].Variant, engine, resolution, batch, n, stats[i],
-                            i == 0 ? null : LatencyStats.PairedSpeedup(times[0], times[i])));
+                            i == 0 ? null : LatencyStats.PairedSpeedup(times[0], times[i]), macs[i]));
                     }
                 }
                 finally

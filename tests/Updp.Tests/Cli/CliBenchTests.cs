@@ -27,6 +27,7 @@ public partial class CliTests
                 // The median of paired run-time ratios (LatencyStats.PairedSpeedup, tested there).
                 var speedup = pair[1].GetProperty("speedup").GetDouble();
                 Assert.True(speedup > 0 && double.IsFinite(speedup), $"speed-up {speedup}");
+                Assert.True(pair[1].GetProperty("macs").GetInt64() < pair[0].GetProperty("macs").GetInt64());
                 foreach (var r in pair)
                 {
                     Assert.Equal(1, r.GetProperty("threads").GetInt32());
