@@ -1,6 +1,9 @@
 using Updp.Checkpoints;
+using Updp.Data;
 using Updp.Models;
 using Updp.Pruning;
+using Updp.Training;
+using static TorchSharp.torch;
 
 namespace Updp.Cli;
 
@@ -28,5 +31,25 @@ internal static class ModelLoading
             throw new ArgumentException("give --model NAME (see `updp models`) or --checkpoint FILE");
         }
         return ModelRegistry.Create(ModelConfig.ForInput(model, inputSize, inChans, numClasses, stemStride));
+    }
+
+    /// <summary>
+    /// Inputs to check a transformed model (merged, exported) against the original on: the first
+    /// <paramref name="count"/> test images of <paramref name="data"/>, prepared as the checkpoint's
+    /// sidecar says, when the model takes one-channel images of that kind; otherwise one batch of
+    /// up to 8 seeded standard-normal inputs of <paramref name="inputSize"/>² (or the sidecar's size,
+    /// else 32): every weight takes part in every output, so a few inputs show a wrong one.
+    /// </summary>
+    public static List<Tensor> CheckInputs(string data, CheckpointMeta? meta, ImageClassifier model, int count, int? inputSize = null, int batch = 128)
+    {
+        var preprocessing = meta?.Preprocessing;
+        if (count > 0 && preprocessing is not null && model.Config.InChans == 1 && (inputSize is null || inputSize == preprocessing.InputSize))
+        {
+            var test = DatasetCatalog.Resolve(data).LoadSplits().Test.Take(count);
+            return TrainingRun.EvalLoader(test, preprocessing, batch).Epoch(0).Select(b => b.Images).ToList();
+        }
+        // A model built for one input size (DeiT) is checked at that size.
+        var size = inputSize ?? preprocessing?.InputSize ?? model.Config.ImgSize ?? 32;
+        return [randn(Math.Clamp(count, 1, 8), model.Config.InChans, size, size, generator: new Generator(0))];
     }
 }

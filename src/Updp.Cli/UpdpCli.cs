@@ -15,6 +15,7 @@ public static class UpdpCli
         EvalCommand.Create(),
         PredictCommand.Create(),
         BenchCommand.Create(),
+        ExportCommand.Create(),
         SupernetCommand.Create(),
         SearchCommand.Create(),
         FinetuneCommand.Create(),

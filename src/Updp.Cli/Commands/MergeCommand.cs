@@ -36,7 +36,7 @@ internal static class MergeCommand
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), null);
             using var model = loaded.Model;
             var before = ModelProfiler.CountParameters(model);
-            var inputs = RealInputs(parse.GetValue(data)!, loaded.Meta, model, parse.GetValue(images));
+            var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, model, parse.GetValue(images));
             var report = Merger.MergeAll(model, inputs);
             if (report.MergedBlocks.Count == 0)
             {
@@ -55,18 +55,5 @@ internal static class MergeCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>The first test images, prepared as the model was trained; none when the data set does not fit the model.</summary>
-    private static List<Tensor> RealInputs(string data, CheckpointMeta? meta, ImageClassifier model, int count)
-    {
-        if (count <= 0 || meta?.Preprocessing is not { } preprocessing || model.Config.InChans != 1)
-        {
-            // A model built for one input size (DeiT) is checked at that size.
-            var side = meta?.Preprocessing?.InputSize ?? model.Config.ImgSize ?? 32;
-            return [randn(8, model.Config.InChans, side, side)];
-        }
-        var test = DatasetCatalog.Resolve(data).LoadSplits().Test.Take(count);
-        return TrainingRun.EvalLoader(test, preprocessing, 128).Epoch(0).Select(b => b.Images).ToList();
     }
 }

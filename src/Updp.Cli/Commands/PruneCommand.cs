@@ -100,7 +100,7 @@ internal static class PruneCommand
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress));
             Render(result.Metrics);
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) })}"));
+                $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.OnnxFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) })}"));
             return 0;
         });
         return command;
@@ -108,14 +108,15 @@ internal static class PruneCommand
 
     private static void Render(PruneMetrics m)
     {
-        var table = new Table().AddColumns("model", "test top-1", "params", "MACs", "ms b1", "ms b32");
+        var table = new Table().AddColumns("model", "test top-1", "params", "MACs", "ms b1", "ms b32", "ORT ms b1", "ORT ms b32");
         table.AddRow("baseline", m.BaselineTop1.ToString("P2"), m.BaselineParams.ToString("N0"), m.BaselineMacs.ToString("N0"),
-            m.BaselineLatencyMsB1.ToString("F2"), m.BaselineLatencyMsB32.ToString("F2"));
+            m.BaselineLatencyMsB1.ToString("F2"), m.BaselineLatencyMsB32.ToString("F2"), m.OnnxBaselineLatencyMsB1.ToString("F2"), m.OnnxBaselineLatencyMsB32.ToString("F2"));
         table.AddRow(Markup.Escape($"merged [{string.Join(",", m.Blocks)}]"), m.Top1.ToString("P2"), m.Params.ToString("N0"), m.Macs.ToString("N0"),
-            m.LatencyMsB1.ToString("F2"), m.LatencyMsB32.ToString("F2"));
+            m.LatencyMsB1.ToString("F2"), m.LatencyMsB32.ToString("F2"), m.OnnxLatencyMsB1.ToString("F2"), m.OnnxLatencyMsB32.ToString("F2"));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Markup.Escape(
-            $"speed-up {m.Speedup:F2}× (batch 1), {m.SpeedupB32:F2}× (batch 32); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}"));
+            $"speed-up {m.Speedup:F2}× (batch 1), {m.SpeedupB32:F2}× (batch 32) in TorchSharp, {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime; " +
+            $"merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}; model.onnx within {m.OnnxRelativeDiff:G3}·max(1, max |y|)"));
         if (m.LatencyBudgetMs is double budget)
         {
             AnsiConsole.MarkupLine(Markup.Escape(

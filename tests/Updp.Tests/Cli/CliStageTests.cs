@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
@@ -92,7 +93,7 @@ public partial class CliTests
         var (code, stdout, err) = Run(args);
         Assert.True(code == 0, err);
         Assert.DoesNotContain("skipped", stdout);
-        string[] outputs = ["supernet/supernet.safetensors", "search.json", "finetune/pruned.safetensors", "merged.safetensors", "metrics.json", "report.md"];
+        string[] outputs = ["supernet/supernet.safetensors", "search.json", "finetune/pruned.safetensors", "merged.safetensors", "model.onnx", "metrics.json", "report.md"];
         var written = outputs.ToDictionary(f => f, f => File.GetLastWriteTimeUtc(Path.Combine(run, f)));
         Assert.All(outputs, f => Assert.True(File.Exists(Path.Combine(run, f)), f));
         using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
@@ -105,12 +106,28 @@ public partial class CliTests
             Assert.True(m.GetProperty("params").GetInt64() < m.GetProperty("baseline_params").GetInt64());
             Assert.True(m.GetProperty("macs").GetInt64() < m.GetProperty("baseline_macs").GetInt64());
             Assert.InRange(m.GetProperty("merge_max_abs_diff").GetDouble(), 0, m.GetProperty("merge_tolerance").GetDouble());
-            foreach (var key in new[] { "baseline_latency_ms_b1", "latency_ms_b1", "baseline_latency_ms_b32", "latency_ms_b32", "speedup", "speedup_b32" })
+            foreach (var key in new[] { "baseline_latency_ms_b1", "latency_ms_b1", "baseline_latency_ms_b32", "latency_ms_b32", "speedup", "speedup_b32",
+                "onnx_baseline_latency_ms_b1", "onnx_latency_ms_b1", "onnx_baseline_latency_ms_b32", "onnx_latency_ms_b32", "onnx_speedup", "onnx_speedup_b32" })
             {
                 Assert.True(m.GetProperty(key).GetDouble() > 0, key);
             }
+            Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
         }
         Assert.Contains("| merged |", File.ReadAllText(Path.Combine(run, "report.md")));
+        Assert.Contains("in ONNX Runtime", File.ReadAllText(Path.Combine(run, "report.md")));
+        // The ONNX file is the merged model: a fresh session on it agrees with the merged checkpoint.
+        using (var mergedModel = Checkpoint.Load(Path.Combine(run, "merged.safetensors"), options: PrunedModels.LoadOptions).Model)
+        using (var session = new InferenceSession(Path.Combine(run, "model.onnx")))
+        {
+            var x = randn(3, 1, 32, 32, generator: new Generator(5));
+            using var value = OrtValue.CreateTensorValueFromMemory(x.data<float>().ToArray(), x.shape);
+            using var results = session.Run(new RunOptions(), ["input"], [value], ["logits"]);
+            var actual = results[0].GetTensorDataAsSpan<float>().ToArray();
+            using var _ = no_grad();
+            var expected = mergedModel.call(x).data<float>().ToArray();
+            var relative = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max() / Math.Max(1, expected.Max(Math.Abs));
+            Assert.True(relative <= 1e-4, $"relative difference {relative}");
+        }
 
         // Nothing left to do: every stage is skipped and no file is rewritten.
         (code, stdout, err) = Run(args);

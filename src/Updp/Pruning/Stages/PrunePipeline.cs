@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Updp.Benchmarks;
 using Updp.Checkpoints;
+using Updp.Export;
 using Updp.Models;
 using Updp.Training;
 using static TorchSharp.torch;
@@ -166,7 +167,7 @@ public sealed record PruneMetrics
 
     public double LatencyMsB32 { get; init; }
 
-    /// <summary>Baseline latency / merged latency at batch 1.</summary>
+    /// <summary>Baseline latency / merged latency at batch 1 (median of the ratios of runs made back to back, <see cref="LatencyStats.PairedSpeedup"/>).</summary>
     public double Speedup { get; init; }
 
     /// <summary>Baseline latency / merged latency at batch 32.</summary>
@@ -182,6 +183,22 @@ public sealed record PruneMetrics
 
     /// <summary>The fine-tuned merged model, timed at <see cref="LatencyBatch"/> alternately with the baseline.</summary>
     public double? MeasuredLatencyMs { get; init; }
+
+    /// <summary>max |Δ| / max(1, max |y|) of <c>model.onnx</c> in ONNX Runtime against the merged model in TorchSharp, on test images.</summary>
+    public double OnnxRelativeDiff { get; init; }
+
+    /// <summary>Median ONNX Runtime CPU inference latency (ms), baseline and merged, batch 1 and 32 (same threads).</summary>
+    public double OnnxBaselineLatencyMsB1 { get; init; }
+
+    public double OnnxLatencyMsB1 { get; init; }
+
+    public double OnnxBaselineLatencyMsB32 { get; init; }
+
+    public double OnnxLatencyMsB32 { get; init; }
+
+    public double OnnxSpeedup { get; init; }
+
+    public double OnnxSpeedupB32 { get; init; }
 }
 
 /// <summary>What <see cref="PrunePipeline.Run"/> did.</summary>
@@ -193,7 +210,7 @@ public sealed record PruneResult(PruneMetrics Metrics, IReadOnlyList<PruneStage>
 /// test top-1, costs and TorchSharp latency of baseline and merged model. Layout of OutDir:
 /// <c>supernet/</c> (stage 1, <c>supernet.safetensors</c>), <c>search.json</c> (stage 2),
 /// <c>finetune/</c> (stage 3, <c>pruned.safetensors</c>), <c>merged.safetensors</c> (stage 4),
-/// <c>metrics.json</c> and <c>report.md</c>. Every file is written atomically and a stage counts as
+/// <c>model.onnx</c> (the merged model, checked in ONNX Runtime), <c>metrics.json</c> and <c>report.md</c>. Every file is written atomically and a stage counts as
 /// finished when its final file exists (training stages: their <c>metrics.json</c>, written last),
 /// so running again after an interruption skips the finished stages and resumes an interrupted
 /// training stage from its last epoch.
@@ -203,6 +220,7 @@ public static class PrunePipeline
     public const string MetricsFile = "metrics.json";
     public const string ReportFile = "report.md";
     public const string MergedFile = "merged.safetensors";
+    public const string OnnxFile = "model.onnx";
 
     public static string SupernetDir(string outDir) => Path.Combine(outDir, "supernet");
 
@@ -334,7 +352,7 @@ public static class PrunePipeline
         var merged = Path.Combine(outDir, MergedFile);
         var metricsFile = Path.Combine(outDir, MetricsFile);
         var reportFile = Path.Combine(outDir, ReportFile);
-        if (File.Exists(merged) && File.Exists(metricsFile) && File.Exists(reportFile))
+        if (File.Exists(merged) && File.Exists(metricsFile) && File.Exists(reportFile) && File.Exists(Path.Combine(outDir, OnnxFile)))
         {
             skipped.Add(PruneStage.Merge);
             Report(PruneStage.Merge, PruneEvent.Skipped, $"reusing {merged} and {metricsFile}");
@@ -453,12 +471,24 @@ public static class PrunePipeline
         using var mergedModel = mergedLoaded.Model;
         var baselineProfile = ModelProfiler.Profile(baseline, inputSize);
         var mergedProfile = ModelProfiler.Profile(mergedModel, inputSize);
-        (double Baseline, double Merged) Latency(int batch)
+        OnnxExportReport onnx;
+        using (NewDisposeScope())
         {
-            var (b, m) = TorchSharpBenchmark.InferencePair(baseline, mergedModel, batch, inputSize, options.LatencyWarmup, options.LatencyRuns);
-            return (b.MedianMs, m.MedianMs);
+            var inputs = TrainingRun.EvalLoader(data.Splits.Test.Take(Math.Max(options.MergeCheckImages, 1)), data.Preprocessing, 128)
+                .Epoch(0).Select(b => b.Images).ToList();
+            onnx = OnnxExporter.Export(mergedModel, Path.Combine(Path.GetDirectoryName(merged)!, OnnxFile), inputs);
         }
-        var ((b1, m1), (b32, m32)) = (Latency(1), Latency(32));
+        // Both models in both engines, timed in turns at the same thread count.
+        var timings = LatencyComparison.Run([new("baseline", baseline), new("merged", mergedModel)],
+            [InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime], inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns);
+        double Latency(InferenceEngine engine, string variant, int batch) =>
+            timings.Single(t => t.Engine == engine && t.Variant == variant && t.Batch == batch).Stats.MedianMs;
+        double Speedup(InferenceEngine engine, int batch) =>
+            timings.Single(t => t.Engine == engine && t.Variant == "merged" && t.Batch == batch).Speedup!.Value;
+        var (b1, m1, b32, m32) = (Latency(InferenceEngine.TorchSharp, "baseline", 1), Latency(InferenceEngine.TorchSharp, "merged", 1),
+            Latency(InferenceEngine.TorchSharp, "baseline", 32), Latency(InferenceEngine.TorchSharp, "merged", 32));
+        var (ob1, om1, ob32, om32) = (Latency(InferenceEngine.OnnxRuntime, "baseline", 1), Latency(InferenceEngine.OnnxRuntime, "merged", 1),
+            Latency(InferenceEngine.OnnxRuntime, "baseline", 32), Latency(InferenceEngine.OnnxRuntime, "merged", 32));
         return new PruneMetrics
         {
             Model = baseline.Config.Name,
@@ -479,12 +509,20 @@ public static class PrunePipeline
             LatencyMsB1 = m1,
             BaselineLatencyMsB32 = b32,
             LatencyMsB32 = m32,
-            Speedup = b1 / m1,
-            SpeedupB32 = b32 / m32,
+            Speedup = Speedup(InferenceEngine.TorchSharp, 1),
+            SpeedupB32 = Speedup(InferenceEngine.TorchSharp, 32),
+            OnnxRelativeDiff = onnx.Parity.RelativeDiff,
+            OnnxBaselineLatencyMsB1 = ob1,
+            OnnxLatencyMsB1 = om1,
+            OnnxBaselineLatencyMsB32 = ob32,
+            OnnxLatencyMsB32 = om32,
+            OnnxSpeedup = Speedup(InferenceEngine.OnnxRuntime, 1),
+            OnnxSpeedupB32 = Speedup(InferenceEngine.OnnxRuntime, 32),
             LatencyBudgetMs = latency?.BudgetMs,
             LatencyBatch = latency?.Table.Batch,
             PredictedLatencyMs = latency?.Table.Predict(chosen),
-            MeasuredLatencyMs = latency is null ? null : Latency(latency.Table.Batch).Merged,
+            MeasuredLatencyMs = latency is null ? null
+                : TorchSharpBenchmark.InferencePair(baseline, mergedModel, latency.Table.Batch, inputSize, options.LatencyWarmup, options.LatencyRuns).B.MedianMs,
         };
     }
 
@@ -500,10 +538,10 @@ public static class PrunePipeline
         s.AppendLine(c, $"Baseline `{options.Checkpoint}`, data `{options.Data}`, pruned blocks {string.Join(", ", m.Blocks)} " +
             $"(search val top-1 {m.SearchValTop1:P2}); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}.");
         s.AppendLine();
-        s.AppendLine("| model | test top-1 | params | MACs | latency b1 (ms) | latency b32 (ms) |");
-        s.AppendLine("|---|---:|---:|---:|---:|---:|");
-        s.AppendLine(c, $"| baseline | {m.BaselineTop1:P2} | {m.BaselineParams:N0} | {m.BaselineMacs:N0} | {m.BaselineLatencyMsB1:F2} | {m.BaselineLatencyMsB32:F2} |");
-        s.AppendLine(c, $"| merged | {m.Top1:P2} | {m.Params:N0} | {m.Macs:N0} | {m.LatencyMsB1:F2} | {m.LatencyMsB32:F2} |");
+        s.AppendLine("| model | test top-1 | params | MACs | TorchSharp b1 (ms) | TorchSharp b32 (ms) | ONNX Runtime b1 (ms) | ONNX Runtime b32 (ms) |");
+        s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        s.AppendLine(c, $"| baseline | {m.BaselineTop1:P2} | {m.BaselineParams:N0} | {m.BaselineMacs:N0} | {m.BaselineLatencyMsB1:F2} | {m.BaselineLatencyMsB32:F2} | {m.OnnxBaselineLatencyMsB1:F2} | {m.OnnxBaselineLatencyMsB32:F2} |");
+        s.AppendLine(c, $"| merged | {m.Top1:P2} | {m.Params:N0} | {m.Macs:N0} | {m.LatencyMsB1:F2} | {m.LatencyMsB32:F2} | {m.OnnxLatencyMsB1:F2} | {m.OnnxLatencyMsB32:F2} |");
         s.AppendLine();
         if (m.LatencyBudgetMs is double budget)
         {
@@ -511,7 +549,10 @@ public static class PrunePipeline
                 $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms.");
             s.AppendLine();
         }
-        s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 (TorchSharp CPU, {m.Threads} threads, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs of each, the two models alternating).");
+        s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 in TorchSharp; {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime " +
+            $"(CPU, {m.Threads} intra-op threads each, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs, the two models timed in turns).");
+        s.AppendLine();
+        s.AppendLine(c, $"`{OnnxFile}`: the merged model in ONNX, checked in ONNX Runtime against TorchSharp on test images: max |Δ| = {m.OnnxRelativeDiff:G3}·max(1, max |y|).");
         return s.ToString();
     }
 

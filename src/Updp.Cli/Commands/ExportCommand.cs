@@ -1,0 +1,77 @@
+using System.CommandLine;
+using Spectre.Console;
+using Updp.Export;
+using static TorchSharp.torch;
+
+namespace Updp.Cli.Commands;
+
+/// <summary>
+/// <c>updp export</c>: writes a checkpoint (original, pruned with λ, merged or dropped blocks) as an
+/// ONNX file with a symbolic batch dimension, checked in ONNX Runtime against TorchSharp first.
+/// </summary>
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = CommonOptions.Checkpoint();
+        checkpoint.Required = true;
+        var model = CommonOptions.Model();
+        var onnx = new Option<string>("--onnx") { Description = "ONNX file to write (.onnx).", Required = true };
+        var opset = new Option<int>("--opset") { Description = $"ONNX opset ({OnnxExporter.MinOpset}–{OnnxExporter.MaxOpset}).", DefaultValueFactory = _ => OnnxExporter.DefaultOpset };
+        var resolution = new Option<int?>("--resolution") { Description = "Input side (default: the checkpoint's preprocessing, else 224)." };
+        var data = CommonOptions.Data();
+        var images = new Option<int>("--check-images") { Description = "Real test images the export is checked on (random inputs when the data set does not fit the model).", DefaultValueFactory = _ => 256 };
+        var threads = CommonOptions.Threads();
+        var command = new Command("export", "Export a checkpoint to ONNX and check it in ONNX Runtime against TorchSharp.")
+        {
+            checkpoint, model, onnx, opset, resolution, data, images, threads,
+        };
+        command.SetAction(parse =>
+        {
+            CommonOptions.ApplyThreads(parse.GetValue(threads));
+            var target = parse.GetValue(onnx)!;
+            if (!target.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ArgumentException($"--onnx must name a .onnx file, got '{target}'");
+            }
+            var version = parse.GetValue(opset);
+            if (version is < OnnxExporter.MinOpset or > OnnxExporter.MaxOpset)
+            {
+                throw new ArgumentException($"--opset {version} is not supported: expected {OnnxExporter.MinOpset}–{OnnxExporter.MaxOpset}");
+            }
+            if (parse.GetValue(resolution) is < 8)
+            {
+                throw new ArgumentException($"--resolution must be ≥ 8, got {parse.GetValue(resolution)}");
+            }
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            using var classifier = loaded.Model;
+            var size = parse.GetValue(resolution) ?? loaded.Meta?.Preprocessing?.InputSize ?? 224;
+            using var scope = NewDisposeScope();
+            var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images), size);
+            var real = inputs.Sum(x => x.shape[0]);
+            var realKind = loaded.Meta?.Preprocessing is not null && classifier.Config.InChans == 1 && size == loaded.Meta.Preprocessing.InputSize
+                ? $"{real} test images" : $"{real} random inputs";
+            // A batch of another size shows that the batch dimension is really free.
+            inputs.Add(randn(3, classifier.Config.InChans, size, size, generator: new Generator(1)));
+            OnnxExportReport report;
+            try
+            {
+                report = OnnxExporter.Export(classifier, target, inputs, version);
+            }
+            catch (Exception e) when (e is OnnxVerificationException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return e is NotSupportedException ? 2 : 1;
+            }
+            var p = report.Parity;
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"{classifier.Config.Name} → {target}: {report.Nodes} nodes, {report.Initializers} initializers, {report.Bytes / 1e6:F1} MB, " +
+                $"opset {report.Opset}, input [batch, {classifier.Config.InChans}, {size}, {size}]"));
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"ONNX Runtime vs TorchSharp on {realKind} + 3 random: max |Δ| {p.MaxAbsDiff:G3} = {p.RelativeDiff:G3}·max(1, max |y| = {p.MaxAbsOutput:G3}), " +
+                $"within {OnnxExporter.RelativeTolerance:0e0}"));
+            return 0;
+        });
+        return command;
+    }
+}

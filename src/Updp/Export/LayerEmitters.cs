@@ -1,0 +1,134 @@
+using System.Collections;
+using TorchSharp;
+using static TorchSharp.torch;
+using TorchSharp.Modules;
+using Updp.Models;
+using Updp.Pruning;
+using static Updp.Export.OnnxGraphBuilder;
+
+namespace Updp.Export;
+
+// Emitters for layers every family uses. A family's own modules (blocks, heads) are in its file.
+
+/// <summary><c>nn.Sequential</c> and <c>ModuleList</c>: the children in order, named by their index.</summary>
+internal sealed class SequentialEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Sequential), typeof(ModuleList<>)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var x = input;
+        if (module is Sequential)
+        {
+            foreach (var (name, child) in module.named_children())
+            {
+                x = context.Emit(child, OnnxEmitContext.Join(path, name), x);
+            }
+            return x;
+        }
+        // A ModuleList's own order, which the model's forward follows.
+        var i = 0;
+        foreach (var child in (IEnumerable)module)
+        {
+            x = context.Emit((nn.Module)child, OnnxEmitContext.Join(path, $"{i++}"), x);
+        }
+        return x;
+    }
+}
+
+/// <summary><c>nn.Identity</c> and a dropped block: no node, the input passes through.</summary>
+internal sealed class IdentityEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Identity), typeof(DroppedBlock)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input) => input;
+}
+
+/// <summary><c>nn.Conv2d</c> with zero padding (explicit, "same" or "valid").</summary>
+internal sealed class Conv2dEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Conv2d)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var conv = (Conv2d)module;
+        if (conv.padding_mode != PaddingModes.Zeros)
+        {
+            throw new NotSupportedException($"ONNX export: {path} pads with {conv.padding_mode}; only zero padding is supported");
+        }
+        long[] pads;
+        if (conv.padding is { } p)
+        {
+            pads = [p[0], p[1], p[0], p[1]];
+        }
+        else if (conv.padding_type == Padding.Same)
+        {
+            // PyTorch puts the odd pixel of "same" padding at the end, as ONNX's explicit pads can.
+            var total = conv.kernel_size.Select((k, i) => conv.dilation[i] * (k - 1)).ToArray();
+            pads = [total[0] / 2, total[1] / 2, total[0] - (total[0] / 2), total[1] - (total[1] / 2)];
+        }
+        else
+        {
+            pads = [0, 0, 0, 0];
+        }
+        var g = context.Graph;
+        var inputs = new List<string> { input, OnnxOps.Param(g, path, "weight", conv.weight) };
+        if (conv.bias is { } bias)
+        {
+            inputs.Add(OnnxOps.Param(g, path, "bias", bias));
+        }
+        return g.Node("Conv", OnnxEmitContext.NodeName(path), inputs,
+            Attr("kernel_shape", conv.kernel_size), Attr("strides", conv.stride), Attr("pads", pads),
+            Attr("dilations", conv.dilation), Attr("group", conv.groups));
+    }
+}
+
+/// <summary><c>nn.Linear</c> over the last axis.</summary>
+internal sealed class LinearEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Linear)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var linear = (Linear)module;
+        var g = context.Graph;
+        var bias = linear.bias is { } b ? OnnxOps.Param(g, path, "bias", b) : null;
+        return OnnxOps.Linear(g, OnnxEmitContext.NodeName(path), input, OnnxOps.Param(g, path, "weight", linear.weight), 2, bias);
+    }
+}
+
+/// <summary>
+/// <see cref="DepthwiseConv2d"/>: a grouped Conv with "same" padding. On maps smaller than the
+/// kernel, TorchSharp crops the kernel; the full kernel with full padding computes the same, since
+/// the cropped taps only ever meet the zero padding.
+/// </summary>
+internal sealed class DepthwiseConv2dEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(DepthwiseConv2d)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var conv = (DepthwiseConv2d)module;
+        var g = context.Graph;
+        long k = conv.KernelSize, r = k / 2;
+        return g.Node("Conv", OnnxEmitContext.NodeName(path),
+            [input, OnnxOps.Param(g, path, "weight", conv.Weight), OnnxOps.Param(g, path, "bias", conv.Bias)],
+            Attr("kernel_shape", k, k), Attr("strides", 1L, 1), Attr("pads", r, r, r, r), Attr("group", conv.Weight.shape[0]));
+    }
+}
+
+/// <summary><see cref="LayerNorm2d"/>: LayerNorm over the channels of NCHW, between two transposes.</summary>
+internal sealed class LayerNorm2dEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(LayerNorm2d)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var norm = (LayerNorm2d)module;
+        var g = context.Graph;
+        var name = OnnxEmitContext.NodeName(path);
+        var x = OnnxOps.ToChannelsLast(g, $"{name}/to_nhwc", input);
+        x = OnnxOps.LayerNorm(g, name, x, OnnxOps.Param(g, path, "weight", norm.Weight), OnnxOps.Param(g, path, "bias", norm.Bias), norm.Eps);
+        return OnnxOps.ToChannelsFirst(g, $"{name}/to_nchw", x);
+    }
+}

@@ -1,0 +1,232 @@
+using System.Reflection;
+using System.Text.Json;
+using Google.Protobuf;
+using Onnx;
+using Updp.Models;
+using Updp.Pruning;
+using static TorchSharp.torch;
+
+namespace Updp.Export;
+
+/// <summary>How ONNX Runtime's outputs compared with TorchSharp's.</summary>
+/// <param name="MaxAbsDiff">Largest |ONNX Runtime − TorchSharp| over all outputs compared.</param>
+/// <param name="Tolerance"><see cref="OnnxExporter.RelativeTolerance"/>·max(1, <paramref name="MaxAbsOutput"/>).</param>
+/// <param name="MaxAbsOutput">Largest |y| of TorchSharp's outputs.</param>
+/// <param name="Batches">Input batches compared.</param>
+/// <param name="Images">Images in those batches.</param>
+public sealed record OnnxParity(double MaxAbsDiff, double Tolerance, double MaxAbsOutput, int Batches, int Images)
+{
+    /// <summary>max |Δ| / max(1, max |y|): the number that must not exceed <see cref="OnnxExporter.RelativeTolerance"/>.</summary>
+    public double RelativeDiff => MaxAbsDiff / Math.Max(1, MaxAbsOutput);
+}
+
+/// <summary>What <see cref="OnnxExporter.Export"/> wrote.</summary>
+public sealed record OnnxExportReport(string Path, int Opset, int InputSize, int Nodes, int Initializers, long Bytes, OnnxParity Parity);
+
+/// <summary>The exported graph does not compute what the model computes; nothing was written.</summary>
+public sealed class OnnxVerificationException(string message, OnnxParity parity) : Exception(message)
+{
+    public OnnxParity Parity { get; } = parity;
+}
+
+/// <summary>
+/// Exports an <see cref="ImageClassifier"/> in eval mode to ONNX: input <c>input</c> [batch, C, S, S]
+/// with a symbolic batch dimension, output <c>logits</c> [batch, classes]. The graph is assembled by
+/// the <see cref="OnnxEmitters"/> registered for the model's module types, starting at the model
+/// itself; each parameter is stored once, as an initializer named and shaped as in the state dict.
+/// A written file is verified in ONNX Runtime against TorchSharp before it replaces the target.
+/// </summary>
+public static class OnnxExporter
+{
+    /// <summary>Lowest opset: LayerNormalization is in the default domain from 17.</summary>
+    public const int MinOpset = 17;
+
+    /// <summary>Highest opset we write (ONNX IR version 10).</summary>
+    public const int MaxOpset = 21;
+
+    public const int DefaultOpset = 17;
+
+    /// <summary>ONNX Runtime and TorchSharp outputs must agree to this times max(1, max |y|).</summary>
+    public const double RelativeTolerance = 1e-4;
+
+    public const string InputName = "input";
+
+    public const string OutputName = "logits";
+
+    /// <summary>The ONNX model of <paramref name="model"/> for <paramref name="inputSize"/>² inputs.</summary>
+    /// <exception cref="NotSupportedException">A module has no registered emitter (the message names it).</exception>
+    public static ModelProto Build(ImageClassifier model, int inputSize, int opset = DefaultOpset)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(inputSize, 1);
+        if (opset is < MinOpset or > MaxOpset)
+        {
+            throw new ArgumentException($"opset {opset} is not supported: expected {MinOpset}–{MaxOpset}", nameof(opset));
+        }
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            var g = new OnnxGraphBuilder(opset, model.Config.Name);
+            g.Input(InputName, [null, model.Config.InChans, inputSize, inputSize], "batch");
+            var output = new OnnxEmitContext(g).Emit(model, "", InputName);
+            Rename(g.Graph, output, OutputName);
+            g.Output(OutputName, [null, model.Config.NumClasses], "batch");
+
+            var proto = new ModelProto
+            {
+                IrVersion = IrVersion(opset),
+                ProducerName = "updp",
+                ProducerVersion = typeof(OnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "",
+                Graph = g.Graph,
+                DocString = $"{model.Config.Name} exported by updp in eval mode",
+            };
+            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+            proto.MetadataProps.Add(new StringStringEntryProto { Key = "updp.model", Value = JsonSerializer.Serialize(model.Config) });
+            // Recorded for the reader of the file; a block of a kind without pruning rule has no form to record.
+            var state = model.Blocks.All(b => b.Module is DroppedBlock || BlockRules.Find(b.Module) is not null) ? PruningState.Of(model) : null;
+            if (state is { IsEmpty: false })
+            {
+                proto.MetadataProps.Add(new StringStringEntryProto { Key = "updp.pruning", Value = JsonSerializer.Serialize(state) });
+            }
+            return proto;
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/> (atomically: a temporary file, then a
+    /// rename) after checking, in ONNX Runtime with <paramref name="threads"/> intra-op threads, that
+    /// the written file computes what the model computes in eval mode on <paramref name="checkInputs"/>
+    /// (real images, say; batches of any size): max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
+    /// The input size is the side of the first batch.
+    /// </summary>
+    /// <exception cref="OnnxVerificationException">The outputs differ by more than the tolerance; no file is left behind.</exception>
+    public static OnnxExportReport Export(ImageClassifier model, string path, IReadOnlyList<Tensor> checkInputs, int opset = DefaultOpset, int? threads = null)
+    {
+        ArgumentNullException.ThrowIfNull(checkInputs);
+        var inputSize = InputSizeOf(checkInputs);
+        var proto = Build(model, inputSize, opset);
+        var bytes = proto.ToByteArray();
+        OnnxParity? parity = null;
+        AtomicFile.WriteVia(path, tmp =>
+        {
+            File.WriteAllBytes(tmp, bytes);
+            // The file on disk is what is checked, loaded as a user would load it.
+            using var session = OnnxRuntimeModel.Load(tmp, threads ?? get_num_threads());
+            parity = Check(session, model, checkInputs);
+        });
+        return new OnnxExportReport(Path.GetFullPath(path), opset, inputSize, proto.Graph.Node.Count, proto.Graph.Initializer.Count, bytes.LongLength, parity!);
+    }
+
+    /// <summary>
+    /// Compares <paramref name="session"/>'s outputs with <paramref name="model"/>'s (eval mode) on
+    /// <paramref name="inputs"/> and throws unless max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
+    /// </summary>
+    /// <exception cref="OnnxVerificationException">They differ by more (or produce NaN).</exception>
+    public static OnnxParity Check(OnnxRuntimeModel session, ImageClassifier model, IReadOnlyList<Tensor> inputs)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(model);
+        if (inputs.Count == 0)
+        {
+            throw new ArgumentException("the ONNX check needs at least one input batch", nameof(inputs));
+        }
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            double maxAbsDiff = 0, maxAbsOutput = 0;
+            var images = 0;
+            foreach (var x in inputs)
+            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                var expected = model.call(x).to_type(ScalarType.Float32).cpu();
+                var actual = session.Run(x);
+                if (!actual.shape.SequenceEqual(expected.shape))
+                {
+                    throw new OnnxVerificationException(
+                        $"ONNX Runtime's output has shape [{string.Join(",", actual.shape)}], TorchSharp's [{string.Join(",", expected.shape)}]",
+                        new OnnxParity(double.NaN, double.NaN, double.NaN, inputs.Count, images));
+                }
+                // NaN propagates through max and then fails the check below.
+                maxAbsDiff = Max(maxAbsDiff, (actual - expected).abs().max().item<float>());
+                maxAbsOutput = Max(maxAbsOutput, expected.abs().max().item<float>());
+                images += (int)x.shape[0];
+            }
+            var tolerance = RelativeTolerance * Math.Max(1, maxAbsOutput);
+            var parity = new OnnxParity(maxAbsDiff, tolerance, maxAbsOutput, inputs.Count, images);
+            if (!(maxAbsDiff <= tolerance))
+            {
+                throw new OnnxVerificationException(
+                    $"the ONNX model's outputs differ from TorchSharp's by up to {maxAbsDiff:G3}, more than the tolerance {tolerance:G3} " +
+                    $"({RelativeTolerance:G1}·max(1, max |y| = {maxAbsOutput:G3})) on {images} images; nothing was written",
+                    parity);
+            }
+            return parity;
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    /// <summary>The serialised model, checked in ONNX Runtime as <see cref="Export"/> checks a file (for benchmarks that need no file).</summary>
+    public static (byte[] Model, OnnxParity Parity) ExportToMemory(ImageClassifier model, IReadOnlyList<Tensor> checkInputs, int opset = DefaultOpset, int? threads = null)
+    {
+        ArgumentNullException.ThrowIfNull(checkInputs);
+        var bytes = Build(model, InputSizeOf(checkInputs), opset).ToByteArray();
+        using var session = OnnxRuntimeModel.Load(bytes, threads ?? get_num_threads());
+        return (bytes, Check(session, model, checkInputs));
+    }
+
+    private static int InputSizeOf(IReadOnlyList<Tensor> inputs)
+    {
+        if (inputs.Count == 0)
+        {
+            throw new ArgumentException("the ONNX check needs at least one input batch", nameof(inputs));
+        }
+        var shape = inputs[0].shape;
+        if (shape.Length != 4 || shape[2] != shape[3])
+        {
+            throw new ArgumentException($"check inputs must be square NCHW batches, got [{string.Join(",", shape)}]", nameof(inputs));
+        }
+        return (int)shape[2];
+    }
+
+    private static double Max(double a, double b) => double.IsNaN(a) || double.IsNaN(b) ? double.NaN : Math.Max(a, b);
+
+    // ONNX's IR version that goes with an opset (onnx/docs/Versioning.md).
+    private static long IrVersion(int opset) => opset switch
+    {
+        <= 18 => 8,
+        <= 20 => 9,
+        _ => 10,
+    };
+
+    private static void Rename(GraphProto graph, string from, string to)
+    {
+        foreach (var node in graph.Node)
+        {
+            for (var i = 0; i < node.Output.Count; i++)
+            {
+                if (node.Output[i] == from)
+                {
+                    node.Output[i] = to;
+                }
+            }
+            for (var i = 0; i < node.Input.Count; i++)
+            {
+                if (node.Input[i] == from)
+                {
+                    node.Input[i] = to;
+                }
+            }
+        }
+    }
+}
