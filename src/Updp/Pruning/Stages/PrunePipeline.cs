@@ -187,6 +187,10 @@ public sealed record PruneMetrics
     /// <summary>max |Δ| / max(1, max |y|) of <c>model.onnx</c> in ONNX Runtime against the merged model in TorchSharp, on test images.</summary>
     public double OnnxRelativeDiff { get; init; }
 
+    /// <summary>Why no model.onnx was written (a module kind without an ONNX emitter); the ONNX fields are then NaN.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? OnnxSkipped { get; init; }
+
     /// <summary>Median ONNX Runtime CPU inference latency (ms), baseline and merged, batch 1 and 32 (same threads).</summary>
     public double OnnxBaselineLatencyMsB1 { get; init; }
 
@@ -352,7 +356,8 @@ public static class PrunePipeline
         var merged = Path.Combine(outDir, MergedFile);
         var metricsFile = Path.Combine(outDir, MetricsFile);
         var reportFile = Path.Combine(outDir, ReportFile);
-        if (File.Exists(merged) && File.Exists(metricsFile) && File.Exists(reportFile) && File.Exists(Path.Combine(outDir, OnnxFile)))
+        if (File.Exists(merged) && File.Exists(metricsFile) && File.Exists(reportFile)
+            && (File.Exists(Path.Combine(outDir, OnnxFile)) || RunDirectory.ReadJson<PruneMetrics>(metricsFile).OnnxSkipped is not null))
         {
             skipped.Add(PruneStage.Merge);
             Report(PruneStage.Merge, PruneEvent.Skipped, $"reusing {merged} and {metricsFile}");
@@ -471,20 +476,30 @@ public static class PrunePipeline
         using var mergedModel = mergedLoaded.Model;
         var baselineProfile = ModelProfiler.Profile(baseline, inputSize);
         var mergedProfile = ModelProfiler.Profile(mergedModel, inputSize);
-        OnnxExportReport onnx;
+        OnnxExportReport? onnx = null;
+        string? onnxSkipped = null;
         using (NewDisposeScope())
         {
             var inputs = TrainingRun.EvalLoader(data.Splits.Test.Take(Math.Max(options.MergeCheckImages, 1)), data.Preprocessing, 128)
                 .Epoch(0).Select(b => b.Images).ToList();
-            onnx = OnnxExporter.Export(mergedModel, Path.Combine(Path.GetDirectoryName(merged)!, OnnxFile), inputs);
+            try
+            {
+                onnx = OnnxExporter.Export(mergedModel, Path.Combine(Path.GetDirectoryName(merged)!, OnnxFile), inputs);
+            }
+            catch (NotSupportedException e) when (e.Message.Contains("no emitter", StringComparison.Ordinal))
+            {
+                // A family without ONNX emitters yet: the pipeline's result stands, the report says why there is no model.onnx.
+                onnxSkipped = e.Message;
+            }
         }
-        // Both models in both engines, timed in turns at the same thread count.
+        // Both models in every engine that can run them, timed in turns at the same thread count.
+        InferenceEngine[] engines = onnx is null ? [InferenceEngine.TorchSharp] : [InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime];
         var timings = LatencyComparison.Run([new("baseline", baseline), new("merged", mergedModel)],
-            [InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime], inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns);
+            engines, inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns);
         double Latency(InferenceEngine engine, string variant, int batch) =>
-            timings.Single(t => t.Engine == engine && t.Variant == variant && t.Batch == batch).Stats.MedianMs;
+            timings.SingleOrDefault(t => t.Engine == engine && t.Variant == variant && t.Batch == batch)?.Stats.MedianMs ?? double.NaN;
         double Speedup(InferenceEngine engine, int batch) =>
-            timings.Single(t => t.Engine == engine && t.Variant == "merged" && t.Batch == batch).Speedup!.Value;
+            timings.SingleOrDefault(t => t.Engine == engine && t.Variant == "merged" && t.Batch == batch)?.Speedup ?? double.NaN;
         var (b1, m1, b32, m32) = (Latency(InferenceEngine.TorchSharp, "baseline", 1), Latency(InferenceEngine.TorchSharp, "merged", 1),
             Latency(InferenceEngine.TorchSharp, "baseline", 32), Latency(InferenceEngine.TorchSharp, "merged", 32));
         var (ob1, om1, ob32, om32) = (Latency(InferenceEngine.OnnxRuntime, "baseline", 1), Latency(InferenceEngine.OnnxRuntime, "merged", 1),
@@ -511,7 +526,8 @@ public static class PrunePipeline
             LatencyMsB32 = m32,
             Speedup = Speedup(InferenceEngine.TorchSharp, 1),
             SpeedupB32 = Speedup(InferenceEngine.TorchSharp, 32),
-            OnnxRelativeDiff = onnx.Parity.RelativeDiff,
+            OnnxRelativeDiff = onnx?.Parity.RelativeDiff ?? double.NaN,
+            OnnxSkipped = onnxSkipped,
             OnnxBaselineLatencyMsB1 = ob1,
             OnnxLatencyMsB1 = om1,
             OnnxBaselineLatencyMsB32 = ob32,
@@ -552,7 +568,14 @@ public static class PrunePipeline
         s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 in TorchSharp; {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime " +
             $"(CPU, {m.Threads} intra-op threads each, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs, the two models timed in turns).");
         s.AppendLine();
-        s.AppendLine(c, $"`{OnnxFile}`: the merged model in ONNX, checked in ONNX Runtime against TorchSharp on test images: max |Δ| = {m.OnnxRelativeDiff:G3}·max(1, max |y|).");
+        if (m.OnnxSkipped is { } why)
+        {
+            s.AppendLine(c, $"No `{OnnxFile}`: {why}.");
+        }
+        else
+        {
+            s.AppendLine(c, $"`{OnnxFile}`: the merged model in ONNX, checked in ONNX Runtime against TorchSharp on test images: max |Δ| = {m.OnnxRelativeDiff:G3}·max(1, max |y|).");
+        }
         return s.ToString();
     }
 
