@@ -15,7 +15,7 @@ public static class ModelRegistry
 
     static ModelRegistry()
     {
-        foreach (var v in ConvNeXt.Variants())
+        foreach (var v in ConvNeXt.Variants().Concat(MobileNetV2.Variants()))
         {
             Variants.Add(v.Name, v);
         }
