@@ -59,13 +59,27 @@ public static class BlockPruning
         }
     }
 
+    /// <summary>Why block <paramref name="index"/> cannot be dropped (e.g. it changes the shape of its input), or null when it can.</summary>
+    public static string? CannotDrop(this ImageClassifier model, int index)
+    {
+        var module = Block(model, index).Module;
+        return module is DroppedBlock ? null : BlockRules.For(module).CannotDrop(module);
+    }
+
     /// <summary>Replaces block <paramref name="index"/>, in whatever form, by the identity.</summary>
+    /// <exception cref="ArgumentException">The block cannot be dropped (it changes the shape of its input, say).</exception>
     public static void Drop(this ImageClassifier model, int index)
     {
-        if (FormOf(Block(model, index).Module) != BlockForm.Dropped)
+        var block = Block(model, index);
+        if (FormOf(block.Module) == BlockForm.Dropped)
         {
-            model.ReplaceBlock(index, new DroppedBlock());
+            return;
         }
+        if (model.CannotDrop(index) is { } reason)
+        {
+            throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
+        }
+        model.ReplaceBlock(index, new DroppedBlock());
     }
 
     /// <summary>The blocks in their progressive form, in execution order.</summary>
