@@ -261,7 +261,7 @@ public sealed class MobileNetV2 : ImageClassifier
                 return $"features.{head}.0.{Rest(1)}";
             case "bn2":
                 return $"features.{head}.1.{Rest(1)}";
-            case "classifier":
+            case "classifier" when parts.Length == 2: // torchvision's classifier.1.weight passes unchanged
                 return $"classifier.1.{Rest(1)}";
             case "blocks" when parts.Length > 4 && int.TryParse(parts[1], out var i) && int.TryParse(parts[2], out var j)
                 && i >= 0 && i < Stages.Count && j >= 0 && j < Stages[i].N:

@@ -135,6 +135,7 @@ public class MobileNetV2Tests
     [InlineData("classifier.weight", "classifier.1.weight")]
     [InlineData("classifier.bias", "classifier.1.bias")]
     [InlineData("features.5.conv.0.0.weight", "features.5.conv.0.0.weight")]
+    [InlineData("classifier.1.weight", "classifier.1.weight")]
     [InlineData("blocks.7.0.conv_pw.weight", "blocks.7.0.conv_pw.weight")]
     [InlineData("blocks.1.2.conv_pw.weight", "blocks.1.2.conv_pw.weight")]
     public void TimmNamesMapOntoTorchvisions(string timm, string torchvision) =>
