@@ -91,4 +91,24 @@ public class MobileNetV2CheckpointTests
         Assert.Equal(1, loaded.Config.StemStride);
         Assert.IsType<MobileNetV2>(loaded);
     }
+
+    [Fact]
+    public void SafetensorsWhoseHeaderLengthStartsWithAPickleMarkerIsRead()
+    {
+        // Found with a merged mobilenetv2_050 checkpoint: a header length whose low byte is 0x80 (the
+        // pickle protocol marker) was taken for PyTorch's legacy format. Names of growing length
+        // shift the header length until its low byte is 0x80.
+        using var dir = new TempDir();
+        var path = dir.File("marker.safetensors");
+        using var t = arange(6, dtype: float32).view(2, 3);
+        var found = false;
+        for (var n = 1; n < 300 && !found; n++)
+        {
+            StateDict.WriteSafetensors(path, new Dictionary<string, Tensor> { [new string('w', n)] = t });
+            found = File.ReadAllBytes(path)[0] == 0x80;
+        }
+        Assert.True(found);
+        var read = StateDict.Read(path);
+        Assert.True(Identical(read.Values.Single(), t));
+    }
 }
