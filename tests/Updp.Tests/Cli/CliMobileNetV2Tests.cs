@@ -78,5 +78,9 @@ public partial class CliTests
         Assert.Equal(2, code);
         Assert.Contains("block 1 (features.2) cannot be dropped", err.Replace("\n", "", StringComparison.Ordinal));
         Assert.False(Directory.Exists(dir.File("p")));
+        // By default drop's candidates are the 10 blocks that keep their shape.
+        (code, _, err) = Run(["prune", "--checkpoint", baseline, "--blocks", "11", "--method", "drop", "--out", dir.File("p"), .. Quick]);
+        Assert.Equal(2, code);
+        Assert.Contains("expected 1–10", err.Replace("\n", "", StringComparison.Ordinal));
     }
 }
