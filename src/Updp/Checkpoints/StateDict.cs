@@ -30,7 +30,7 @@ public static class StateDict
     internal static Dictionary<string, Tensor> Read(string path, out Dictionary<string, string> safetensorsMetadata)
     {
         safetensorsMetadata = [];
-        var head = new byte[8];
+        var head = new byte[9];
         int got;
         try
         {
@@ -51,7 +51,9 @@ public static class StateDict
             {
                 return ReadPyTorch(path);
             }
-            if (head[0] == 0x80)
+            // A safetensors file starts with its header's length (u64, little-endian) and then '{': a
+            // length whose low byte is 0x80 must not pass for a pickle.
+            if (head[0] == 0x80 && !(got == head.Length && head[8] == '{'))
             {
                 // A pickle protocol marker at offset 0: torch.save with _use_new_zipfile_serialization=False.
                 throw new CheckpointException(

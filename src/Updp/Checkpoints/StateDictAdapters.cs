@@ -27,6 +27,7 @@ public static class StateDictAdapters
         ["convnext"] = new StateDictAdapter(InferConvNeXt),
         ["deit"] = new StateDictAdapter(InferDeiT),
         ["resnet"] = new StateDictAdapter(ResNet.InferConfig),
+        ["mobilenetv2"] = new StateDictAdapter(InferMobileNetV2, MobileNetV2.TimmKey),
     };
 
     private static readonly Lock Gate = new();
@@ -101,6 +102,24 @@ public static class StateDictAdapters
             NumClasses = checked((int)head.shape[0]),
             StemStride = checked((int)proj.shape[2]),
             ImgSize = checked((int)(grid * proj.shape[2])),
+        };
+    }
+
+    /// <summary>
+    /// MobileNetV2 (torchvision names; timm's are mapped by <see cref="MobileNetV2.TimmKey"/>): input
+    /// channels from <c>features.0.0.weight</c> [C0, in_chans, 3, 3], classes from
+    /// <c>classifier.1.weight</c> [num_classes, C]. The stem stride is not in the tensors (the stem
+    /// kernel is 3×3 at any stride), so it is the family default, 2, as in torchvision and timm.
+    /// </summary>
+    internal static ModelConfig InferMobileNetV2(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var stem = Require(stateDict, "features.0.0.weight", 4, sourceName);
+        var fc = Require(stateDict, "classifier.1.weight", 2, sourceName);
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)stem.shape[1]),
+            NumClasses = checked((int)fc.shape[0]),
         };
     }
 

@@ -67,7 +67,8 @@ public static class ModelProfiler
             var prefix = b.Path + ".";
             return new BlockProfile(b.Index, b.Stage, b.Path,
                 b.Module.parameters().Sum(p => p.numel()),
-                macsByModule.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(kv => kv.Value));
+                // The block itself when it counts its own MACs (IMacCounter), else its layers.
+                macsByModule.Where(kv => kv.Key == b.Path || kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(kv => kv.Value));
         }).ToList();
         return new ModelProfile(CountParameters(model), macsByModule.Values.Sum(), inputSize, blocks);
     }

@@ -17,7 +17,7 @@ public static class ModelRegistry
 
     static ModelRegistry()
     {
-        foreach (var v in ConvNeXt.Variants().Concat(ResNet.Variants()))
+        foreach (var v in ConvNeXt.Variants().Concat(MobileNetV2.Variants()).Concat(ResNet.Variants()))
         {
             Variants.Add(v.Name, v);
         }

@@ -27,6 +27,11 @@ public static class BatchNormCalibration
         {
             throw new ArgumentException($"batch norm {untracked.GetName()} does not track running statistics", nameof(norms));
         }
+        if (targets.Count == 0)
+        {
+            // Nothing to calibrate (a pruned form that adds no batch norm): spare the forward passes.
+            return 0;
+        }
 
         // train() recurses, so modes are restored parents first (by name depth; TorchSharp's
         // named_modules() is not in pre-order).

@@ -59,17 +59,30 @@ public static class BlockPruning
         }
     }
 
+    /// <summary>Why block <paramref name="index"/> cannot be dropped (e.g. it changes the shape of its input), or null when it can.</summary>
+    public static string? CannotDrop(this ImageClassifier model, int index)
+    {
+        var module = Block(model, index).Module;
+        return FormOf(module) == BlockForm.Dropped ? null : BlockRules.For(module).CannotDrop(module);
+    }
+
     /// <summary>
     /// Replaces block <paramref name="index"/>, in whatever form, by its dropped form: the identity,
     /// or only its shortcut where that changes the shape (<see cref="IBlockRule.Drop"/>).
     /// </summary>
+    /// <exception cref="ArgumentException">The block cannot be dropped (<see cref="IBlockRule.CannotDrop"/>).</exception>
     public static void Drop(this ImageClassifier model, int index)
     {
-        var module = Block(model, index).Module;
-        if (FormOf(module) != BlockForm.Dropped)
+        var block = Block(model, index);
+        if (FormOf(block.Module) == BlockForm.Dropped)
         {
-            model.ReplaceBlock(index, BlockRules.For(module).Drop(module));
+            return;
         }
+        if (model.CannotDrop(index) is { } reason)
+        {
+            throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
+        }
+        model.ReplaceBlock(index, BlockRules.For(block.Module).Drop(block.Module));
     }
 
     /// <summary>The blocks in their progressive form, in execution order.</summary>

@@ -31,7 +31,10 @@ public interface IProgressiveBlock
     /// <summary>The mixing weight λ ∈ [0,1]; setting a value outside it throws.</summary>
     double Lambda { get; set; }
 
-    /// <summary>The batch norms the pruned form adds (running statistics to calibrate before use).</summary>
+    /// <summary>
+    /// The batch norms the pruned form adds (running statistics to calibrate before use); empty when
+    /// it adds none and runs the original block's own, which it shares with the original form.
+    /// </summary>
     IReadOnlyList<BatchNorm> BatchNorms { get; }
 }
 
@@ -63,6 +66,12 @@ public interface IBlockRule
         throw new NotSupportedException($"{GetType().Name} cannot turn a {prunedBlock.GetType().Name} back into its original form");
 
     /// <summary>
+    /// Why <paramref name="block"/> (in any form) cannot be replaced by the identity, e.g. because it
+    /// changes the shape of its input; null when it can be dropped (the default).
+    /// </summary>
+    string? CannotDrop(nn.Module block) => null;
+
+    /// <summary>
     /// A new module computing what the pruned block computes at λ=1 in eval mode (batch norms use
     /// their running statistics). It does not share the pruned block's tensors.
     /// </summary>
@@ -87,6 +96,7 @@ public static class BlockRules
         Register(new ConvNeXtBlockRule());
         Register(new DeiTBlockRule());
         Register(new ResNetBlockRule());
+        Register(new InvertedResidualRule());
     }
 
     /// <summary>Adds a rule for its <see cref="IBlockRule.BlockTypes"/>; a type may have one rule only.</summary>

@@ -45,4 +45,57 @@ internal static class MergeMath
     /// <summary>diag(s)·(Wx + b): row i of W and entry i of b scaled by s[i].</summary>
     public static (Tensor Weight, Tensor Bias) ScaleRows(Tensor scale, Tensor weight, Tensor bias) =>
         (weight * scale.unsqueeze(1), bias * scale);
+
+    /// <summary>
+    /// A 1×1 conv (weight [M, C] or [M, C, 1, 1], bias a) followed by a depthwise k×k conv (weight
+    /// [M, 1, k, k], bias d) as one dense k×k conv C→M: W[m,c] = D[m]·A[m,c], b = d + a·ΣD[m].
+    /// Exact when the zero padding is on the 1×1 conv's input (a padded pixel then carries a into the
+    /// depthwise conv), not on the depthwise conv's.
+    /// </summary>
+    public static (Tensor Weight, Tensor Bias) ComposeDepthwiseAfterPointwise(Tensor pwWeight, Tensor pwBias, Tensor dwWeight, Tensor dwBias)
+    {
+        var a = pwWeight.flatten(1);
+        var weight = dwWeight * a.view(a.shape[0], a.shape[1], 1, 1);
+        return (weight, dwBias + (pwBias * dwWeight.sum([1, 2, 3])));
+    }
+
+    /// <summary>A k×k conv (weight [M, C, k, k], bias b) followed by a 1×1 conv (weight [O, M] or [O, M, 1, 1], bias p) as one k×k conv C→O.</summary>
+    public static (Tensor Weight, Tensor Bias) ComposePointwiseAfterConv(Tensor weight, Tensor bias, Tensor pwWeight, Tensor pwBias)
+    {
+        var p = pwWeight.flatten(1);
+        var (w, b) = ComposeLinear(weight.flatten(1), bias, p, pwBias);
+        return (w.view(p.shape[0], weight.shape[1], weight.shape[2], weight.shape[3]), b);
+    }
+
+    /// <summary>
+    /// A k×k conv C→C (k odd, stride 1, same padding) plus its input, as one conv: the identity
+    /// added to the centre tap, W'[o,o,k/2,k/2] = W[o,o,k/2,k/2] + 1.
+    /// </summary>
+    public static Tensor AddIdentityToCentreTap(Tensor weight)
+    {
+        long o = weight.shape[0], c = weight.shape[1], k = weight.shape[2];
+        if (o != c || k != weight.shape[3] || k % 2 == 0)
+        {
+            throw new ArgumentException($"a residual folds only into a square odd kernel C→C, not [{string.Join(", ", weight.shape)}]", nameof(weight));
+        }
+        var result = weight.clone();
+        result.select(2, k / 2).select(2, k / 2).add_(eye(c, dtype: weight.dtype, device: weight.device));
+        return result;
+    }
+
+    /// <summary>
+    /// An inverted residual at λ=1 with its BNs folded, padding moved to its input, as one dense
+    /// 3×3 conv C→C': expansion (null for t=1, i.e. the identity), depthwise, projection, and the
+    /// residual in the centre tap when <paramref name="residual"/>.
+    /// </summary>
+    public static (Tensor Weight, Tensor Bias) MergeInvertedResidual(
+        (Tensor Weight, Tensor Bias)? expand, (Tensor Weight, Tensor Bias) depthwise, (Tensor Weight, Tensor Bias) project, bool residual)
+    {
+        var hidden = depthwise.Weight.shape[0];
+        var (a, b) = expand ?? (eye(hidden, dtype: depthwise.Weight.dtype, device: depthwise.Weight.device),
+            zeros(hidden, depthwise.Weight.dtype, depthwise.Weight.device));
+        var (w, bias) = ComposeDepthwiseAfterPointwise(a, b, depthwise.Weight, depthwise.Bias);
+        (w, bias) = ComposePointwiseAfterConv(w, bias, project.Weight, project.Bias);
+        return (residual ? AddIdentityToCentreTap(w) : w, bias);
+    }
 }

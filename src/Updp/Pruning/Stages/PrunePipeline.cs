@@ -376,7 +376,13 @@ public static class PrunePipeline
     {
         var loaded = StageData.LoadCheckpoint(options.Checkpoint);
         using var model = loaded.Model;
-        var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the candidate blocks");
+        // The drop comparison can only remove blocks that keep the shape of their input.
+        var droppable = model.Blocks.Select(b => b.Index).Where(i => options.Method != FinetuneMethod.Drop || model.CannotDrop(i) is null);
+        var candidates = StageData.CheckBlocks(model, options.Candidates ?? droppable, "the candidate blocks");
+        if (options.Method == FinetuneMethod.Drop && candidates.Select(i => (Index: i, Reason: model.CannotDrop(i))).FirstOrDefault(c => c.Reason is not null) is { Reason: { } reason } c)
+        {
+            throw new ArgumentException($"method drop: candidate {BlockPruning.Describe(model.Blocks[c.Index])} cannot be dropped: {reason}");
+        }
         if ((options.Blocks < 1 && !(options.Blocks == 0 && options.LatencyBudgetMs is not null)) || options.Blocks > candidates.Length)
         {
             throw new ArgumentException(
