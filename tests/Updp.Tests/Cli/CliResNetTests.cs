@@ -93,18 +93,22 @@ public partial class CliTests
                 + after[2].GetProperty("macs").GetInt64() + after[3].GetProperty("macs").GetInt64(),
             merged.RootElement.GetProperty("macs").GetInt64());
 
-        // The merged copy timed in turns with the original (random weights), in both engines.
+        // The merged copy timed in turns with the original (random weights).
         (code, stdout, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--stem-stride", "4", "--batch", "2", "--runs", "3", "--warmup", "1",
-            "--pruned", "2,3", "--engine", "torchsharp,onnxruntime", "--json");
+            "--pruned", "2,3", "--json");
         Assert.True(code == 0, err);
         using var bench = JsonDocument.Parse(stdout);
         var rows = bench.RootElement.EnumerateArray().ToList();
-        Assert.Equal(4, rows.Count);
+        Assert.Equal(2, rows.Count);
         Assert.All(rows, r => Assert.True(r.GetProperty("median_ms").GetDouble() > 0));
-        var mergedRows = rows.Where(r => r.GetProperty("variant").GetString() == "merged 2,3").ToList();
-        Assert.Equal(2, mergedRows.Count);
-        Assert.All(mergedRows, r => Assert.True(r.GetProperty("speedup").GetDouble() > 0));
-        Assert.All(mergedRows, r => Assert.True(r.GetProperty("macs").GetInt64() > rows[0].GetProperty("macs").GetInt64()));
+        var mergedRow = Assert.Single(rows, r => r.GetProperty("variant").GetString() == "merged 2,3");
+        Assert.True(mergedRow.GetProperty("speedup").GetDouble() > 0);
+        Assert.True(mergedRow.GetProperty("macs").GetInt64() > rows[0].GetProperty("macs").GetInt64());
+
+        // No ONNX emitters for ResNet yet: a clear error, not a crash.
+        (code, _, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--batch", "1", "--runs", "1", "--engine", "onnxruntime");
+        Assert.Equal(2, code);
+        Assert.Contains("no emitter for ResNet", err);
 
         (code, _, err) = Run(["info", .. model, "--merged", "2,8"]);
         Assert.Equal(2, code);
