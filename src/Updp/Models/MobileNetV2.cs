@@ -172,6 +172,10 @@ public sealed class MobileNetV2 : ImageClassifier
         {
             throw new ArgumentException($"stem_stride must be ≥ 1, got {stemStride}", nameof(config));
         }
+        if (config.LayerScaleInit is not null)
+        {
+            throw new ArgumentException($"MobileNetV2 has no layer scale (ls_init_value {config.LayerScaleInit}); leave it unset", nameof(config));
+        }
         var inputChannels = MakeDivisible(32 * widthMultiplier);
         var lastChannels = MakeDivisible(1280 * Math.Max(1.0, widthMultiplier));
         var total = Stages.Sum(s => s.N);

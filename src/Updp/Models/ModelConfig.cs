@@ -18,8 +18,8 @@ public sealed record ModelConfig
     /// <summary>
     /// Stride of the stem; null means the family's default (4). ConvNeXt: the patchify conv's stride
     /// and kernel. ResNet: 4 is torchvision's stem (7×7 stride-2 conv, 3×3 stride-2 max-pool), 1 or 2
-    /// a 3×3 conv of that stride without max-pool. Small inputs such as 32×32 keep more spatial detail
-    /// with a smaller stem stride.
+    /// a 3×3 conv of that stride without max-pool. MobileNetV2: the 3×3 stem conv's stride (default 2).
+    /// DeiT: the patch size. Small inputs such as 32×32 keep more spatial detail with a smaller stem stride.
     /// </summary>
     [JsonPropertyName("stem_stride")] public int? StemStride { get; init; }
 

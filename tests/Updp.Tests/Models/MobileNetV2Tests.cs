@@ -99,10 +99,12 @@ public class MobileNetV2Tests
     }
 
     [Fact]
-    public void StemStrideBelowOneIsRejected()
+    public void StemStrideBelowOneAndLayerScaleAreRejected()
     {
         var e = Assert.Throws<ArgumentException>(() => ModelRegistry.Create(new ModelConfig { Name = "mobilenetv2_050", StemStride = 0 }));
         Assert.Contains("stem_stride", e.Message);
+        e = Assert.Throws<ArgumentException>(() => ModelRegistry.Create(new ModelConfig { Name = "mobilenetv2_050", LayerScaleInit = 0.1 }));
+        Assert.Contains("ls_init_value", e.Message);
     }
 
     [Fact]
