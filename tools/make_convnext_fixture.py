@@ -26,15 +26,15 @@ The modules here are plain PyTorch written for this fixture; only their names an
 timm's ConvNeXt V1 (LayerNorm eps 1e-6, exact GELU, layer scale "gamma").
 """
 
-import json
 import os
-import struct
 import sys
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from fixture_io import write_safetensors  # tools/ is on sys.path when run as tools/<script>.py
 
 DEPTHS = [2, 2, 6, 2]
 DIMS = [40, 80, 160, 320]
@@ -139,26 +139,6 @@ def randomize(model):
             else:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-
-
-def write_safetensors(path, tensors):
-    """Minimal safetensors writer: u64 LE header size, JSON header, raw little-endian data."""
-    header = {}
-    offset = 0
-    blobs = []
-    for name, t in tensors.items():
-        t = t.detach().contiguous().to(torch.float32)
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

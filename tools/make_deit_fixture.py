@@ -24,14 +24,14 @@ timm's VisionTransformer as DeiT configures it (LayerNorm eps 1e-6, exact GELU, 
 class-token pooling, no layer scale) with timm's explicit attention: softmax(q·scale @ k^T) @ v.
 """
 
-import json
 import os
-import struct
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from fixture_io import write_safetensors  # tools/ is on sys.path when run as tools/<script>.py
 
 EMBED_DIM = 48
 DEPTH = 3
@@ -126,26 +126,6 @@ def randomize(model):
             else:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-
-
-def write_safetensors(path, tensors):
-    """Minimal safetensors writer: u64 LE header size, JSON header, raw little-endian data."""
-    header = {}
-    offset = 0
-    blobs = []
-    for name, t in tensors.items():
-        t = t.detach().contiguous().to(torch.float32)
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

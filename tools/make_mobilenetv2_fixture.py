@@ -28,15 +28,15 @@ reduced width keeps each file under 3 MB. It writes:
                   for it. Written by write_safetensors below, independently of the C# writer.
 """
 
-import json
 import os
-import struct
 import sys
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torchvision
+
+from fixture_io import write_safetensors  # tools/ is on sys.path when run as tools/<script>.py
 
 WIDTH = 0.5
 IN_CHANS = 1
@@ -143,26 +143,6 @@ def randomize(model):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 if m.bias is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-
-
-def write_safetensors(path, tensors):
-    """Minimal safetensors writer: u64 LE header size, JSON header, raw little-endian data."""
-    header = {}
-    offset = 0
-    blobs = []
-    for name, t in tensors.items():
-        t = t.detach().contiguous().to(torch.float32)
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def main():
