@@ -44,19 +44,19 @@ public static class TorchSharpBenchmark
         return LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
     }
 
-    /// <summary>One AdamW training step (zero_grad, forward, cross-entropy, backward, step).</summary>
+    /// <summary>One training step as <see cref="Training.Trainer"/> takes it (zero grad, forward, cross-entropy, backward, AdamW step).</summary>
     public static LatencyStats TrainStep(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
     {
         model.train();
         using var x = randn(batch, model.Config.InChans, resolution, resolution);
         using var y = randint(0, model.Config.NumClasses, batch);
-        using var optimizer = optim.AdamW(model.parameters(), 1e-3);
+        using var optimizer = Training.FusedAdamW.ForModel(model, 1e-3, 0.05);
         return LatencyStats.Measure(() =>
         {
             using var scope = NewDisposeScope();
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             nn.functional.cross_entropy(model.call(x), y).backward();
-            optimizer.step();
+            optimizer.Step();
         }, batch, warmup, runs);
     }
 }

@@ -6,7 +6,7 @@ namespace Updp.Export;
 /// <summary>
 /// An ONNX model with one float input and one float output loaded in ONNX Runtime (CPU), with all
 /// graph optimisations and a fixed number of intra-op threads (sequential execution, one inter-op
-/// thread), so its timings compare with libtorch's at the same thread count.
+/// thread, no spinning), so its timings compare with libtorch's at the same thread count.
 /// </summary>
 public sealed class OnnxRuntimeModel : IDisposable
 {
@@ -25,6 +25,11 @@ public sealed class OnnxRuntimeModel : IDisposable
             InterOpNumThreads = 1,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
+        // Each session owns a thread pool whose workers spin after a run by default. Two sessions timed
+        // in turns (original vs merged) then spin against each other on a small machine, and batch-32
+        // timings turned bimodal (median 19.6 ms, p10 14.5 ms on a quiet 2-core machine). Idle workers
+        // sleep instead.
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = open(options);
         if (_session.InputNames.Count != 1 || _session.OutputNames.Count != 1)
         {

@@ -85,7 +85,7 @@ public sealed class DepthwiseConv2d : nn.Module<Tensor, Tensor>, IMacCounter
         // Index k·k points at an appended zero: the pairs of positions no tap connects.
         var withZero = cat([taps, zeros(c, 1, taps.dtype, taps.device)], 1);
         var matrix = withZero.index_select(1, TapIndex(h, w)).view(c, p, p);
-        var y = bmm(matrix, x.reshape(n, c, p).permute(1, 2, 0));
+        var y = ContiguousGradient.Apply(bmm(matrix, x.reshape(n, c, p).permute(1, 2, 0)));
         return y.permute(2, 0, 1).reshape(n, c, h, w) + bias.view(1, -1, 1, 1);
     }
 

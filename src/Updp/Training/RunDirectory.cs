@@ -53,7 +53,7 @@ public sealed class RunDirectory : ITrainingStore
 
     public string MetricsFile => System.IO.Path.Combine(Path, "metrics.json");
 
-    public TrainState? TryResume(ImageClassifier model, OptimizerHelper optimizer)
+    public TrainState? TryResume(ImageClassifier model, FusedAdamW optimizer)
     {
         if (!Resume || !File.Exists(StateFile))
         {
@@ -65,17 +65,17 @@ public sealed class RunDirectory : ITrainingStore
         {
             StateDict.LoadInto(model, last.Model.state_dict(), LastCheckpoint);
         }
-        optimizer.load_state_dict(OptimizerState);
+        optimizer.Load(OptimizerState);
         return state;
     }
 
     public void SaveBest(ImageClassifier model, EpochResult epoch) =>
         Checkpoint.Save(model, BestCheckpoint, PrunedModels.Describe(model, _meta(epoch.Epoch, Metrics(epoch))));
 
-    public void SaveEpoch(ImageClassifier model, OptimizerHelper optimizer, TrainState state)
+    public void SaveEpoch(ImageClassifier model, FusedAdamW optimizer, TrainState state)
     {
         Checkpoint.Save(model, LastCheckpoint, PrunedModels.Describe(model, _meta(state.EpochsDone, Metrics(state.History[^1]))));
-        AtomicFile.WriteVia(OptimizerState, optimizer.save_state_dict);
+        AtomicFile.Write(OptimizerState, optimizer.Save);
         WriteJson(StateFile, state);
     }
 

@@ -17,11 +17,11 @@ public sealed record TrainState(int EpochsDone, double BestValTop1, int BestEpoc
 public interface ITrainingStore
 {
     /// <summary>Restores model and optimizer from the last finished epoch, or returns null.</summary>
-    TrainState? TryResume(ImageClassifier model, OptimizerHelper optimizer);
+    TrainState? TryResume(ImageClassifier model, FusedAdamW optimizer);
 
     void SaveBest(ImageClassifier model, EpochResult epoch);
 
-    void SaveEpoch(ImageClassifier model, OptimizerHelper optimizer, TrainState state);
+    void SaveEpoch(ImageClassifier model, FusedAdamW optimizer, TrainState state);
 }
 
 /// <summary>
@@ -64,7 +64,7 @@ public sealed class Trainer
     public TrainState Fit(BatchLoader train, BatchLoader val, ITrainingStore? store = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancellation = default)
     {
-        var optimizer = CreateOptimizer();
+        using var optimizer = FusedAdamW.ForModel(_model, _options.LearningRate, _options.WeightDecay);
         var state = store?.TryResume(_model, optimizer) ?? TrainState.Fresh;
 
         var stepsPerEpoch = _options.MaxStepsPerEpoch is int cap ? Math.Min(cap, train.BatchesPerEpoch) : train.BatchesPerEpoch;
@@ -99,7 +99,7 @@ public sealed class Trainer
         return state;
     }
 
-    private (double Loss, double Top1) TrainEpoch(OptimizerHelper optimizer, BatchLoader train, int epoch, int steps,
+    private (double Loss, double Top1) TrainEpoch(FusedAdamW optimizer, BatchLoader train, int epoch, int steps,
         LearningRateSchedule schedule, IProgress<TrainProgress>? progress, CancellationToken cancellation)
     {
         _model.train();
@@ -118,7 +118,7 @@ public sealed class Trainer
             cancellation.ThrowIfCancellationRequested();
             var globalStep = (long)(epoch - 1) * steps + step;
             var lr = schedule.At(globalStep);
-            foreach (var group in optimizer.ParamGroups)
+            foreach (var group in optimizer.Groups)
             {
                 group.LearningRate = lr;
             }
@@ -127,12 +127,12 @@ public sealed class Trainer
             using (batch)
             using (var scope = NewDisposeScope())
             {
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 var logits = _model.call(batch.Images);
                 var loss = Loss?.Invoke(logits, batch.Images, batch.Labels)
                     ?? nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: _options.LabelSmoothing);
                 loss.backward();
-                optimizer.step();
+                optimizer.Step();
                 var n = batch.Labels.shape[0];
                 lossSum += loss.item<float>() * n;
                 correct += logits.argmax(1).eq(batch.Labels).sum().item<long>();
@@ -150,19 +150,5 @@ public sealed class Trainer
             }
         }
         return seen == 0 ? throw new InvalidOperationException("the training set yielded no batches") : (lossSum / seen, (double)correct / seen);
-    }
-
-    private AdamW CreateOptimizer()
-    {
-        // timm's rule: one-dimensional tensors (norm weights, biases, layer scales) get no weight decay.
-        var parameters = _model.parameters().Where(p => p.requires_grad).ToList();
-        var decay = parameters.Where(p => p.dim() > 1).ToList();
-        var noDecay = parameters.Where(p => p.dim() <= 1).ToList();
-        return optim.AdamW(
-            [
-                new AdamW.ParamGroup(decay, lr: _options.LearningRate, weight_decay: _options.WeightDecay),
-                new AdamW.ParamGroup(noDecay, lr: _options.LearningRate, weight_decay: 0),
-            ],
-            lr: _options.LearningRate, weight_decay: _options.WeightDecay);
     }
 }

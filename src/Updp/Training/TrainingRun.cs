@@ -251,11 +251,11 @@ public static class TrainingRun
     /// <summary>Passes each finished epoch on to the caller after the store has saved it.</summary>
     private sealed class EpochReporter(RunDirectory store, Action<EpochResult>? epochDone) : ITrainingStore
     {
-        public TrainState? TryResume(ImageClassifier model, TorchSharp.Modules.OptimizerHelper optimizer) => store.TryResume(model, optimizer);
+        public TrainState? TryResume(ImageClassifier model, FusedAdamW optimizer) => store.TryResume(model, optimizer);
 
         public void SaveBest(ImageClassifier model, EpochResult epoch) => store.SaveBest(model, epoch);
 
-        public void SaveEpoch(ImageClassifier model, TorchSharp.Modules.OptimizerHelper optimizer, TrainState state)
+        public void SaveEpoch(ImageClassifier model, FusedAdamW optimizer, TrainState state)
         {
             store.SaveEpoch(model, optimizer, state);
             epochDone?.Invoke(state.History[^1]);

@@ -79,15 +79,19 @@ public class DepthwiseConv2dTests
     }
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(8)]
-    public void GradientsOfBothPathsAgree(int size)
+    [InlineData(2, false)]
+    [InlineData(8, false)]
+    [InlineData(2, true)]
+    [InlineData(8, true)]
+    public void GradientsOfBothPathsAgree(int size, bool channelsLastGradient)
     {
         using var scope = NewDisposeScope();
         random.manual_seed(size);
         using var conv = new DepthwiseConv2d(4, 7);
         var x = randn(3, 4, size, size);
-        var target = randn(3, 4, size, size);
+        // A channels-last consumer (LayerNorm over C, as in ConvNeXt) sends back a gradient strided
+        // that way, which the matrix path copies to contiguous before its bmm backward.
+        var target = channelsLastGradient ? randn(3, size, size, 4).permute(0, 3, 1, 2) : randn(3, 4, size, size);
 
         Tensor[] Grads(Func<Tensor, Tensor> f)
         {
