@@ -9,12 +9,12 @@
 # Every step skips its work when its output exists, so re-running continues where it stopped.
 # Steps, all from one baseline and one supernet so the methods share everything but the method:
 #   1. baseline  : the demo recipe (12 epochs, batch 128, lr 4e-3, flips, stem stride 4)
-#   2. supernet  : K_max 10, default epochs (3), lr 1e-3
+#   2. supernet  : K_max 10, 3 epochs, lr 1e-3 (the default before the fine-tuning lr became 2e-4)
 #   3. search    : K = 2, 6, 10 on the supernet (2000 validation images; exhaustive for 66 subsets,
 #                  evolutionary for K=6: population 16, 8 generations, seed 0)
 #   4. fine-tune : the best subset of each K with updp, direct and drop, from the supernet:
-#                  1 epoch x seeds 0,1,2, then the default epochs (seed 0)
-#   5. ablations : K=10, 1 epoch, seeds 0,1,2: updp from the baseline (--init baseline), and
+#                  1 epoch at lr 1e-3 x seeds 0,1,2, then the default recipe (3 epochs, lr 2e-4; seed 0)
+#   5. ablations : K=10, 1 epoch at lr 1e-3, seeds 0,1,2: updp from the baseline (--init baseline), and
 #                  updp with λ rising over the whole fine-tune (--ramp 1.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ fi
 supernet=$out/supernet/supernet.safetensors
 if [[ ! -f $out/supernet/metrics.json ]]; then
   resume=(); [[ -f $out/supernet/train_state.json ]] && resume=(--resume)
-  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --seed 0 --out "$out/supernet" "${resume[@]}" "${threads_arg[@]}"
+  ./updp supernet --checkpoint "$baseline" --data fashion-mnist --max-pruned 10 --epochs 3 --lr 1e-3 --seed 0 --out "$out/supernet" "${resume[@]}" "${threads_arg[@]}"
 fi
 
 for k in 2 6 10; do
@@ -53,7 +53,7 @@ for seed in 0 1 2; do
   for k in 2 6 10; do
     s=$(best "$out/search-K$k/search.json")
     for m in updp direct drop; do
-      echo "$out/ft1/K$k/$m-s$seed --checkpoint $supernet --pruned $s --method $m --epochs 1 --seed $seed" >>"$plan"
+      echo "$out/ft1/K$k/$m-s$seed --checkpoint $supernet --pruned $s --method $m --epochs 1 --lr 1e-3 --seed $seed" >>"$plan"
     done
   done
 done
@@ -65,8 +65,8 @@ for k in 2 6 10; do
 done
 s=$(best "$out/search-K10/search.json")
 for seed in 0 1 2; do
-  echo "$out/ablation/K10/init-baseline-s$seed --checkpoint $baseline --init baseline --pruned $s --method updp --epochs 1 --seed $seed" >>"$plan"
-  echo "$out/ablation/K10/ramp1.0-s$seed --checkpoint $supernet --pruned $s --method updp --ramp 1.0 --epochs 1 --seed $seed" >>"$plan"
+  echo "$out/ablation/K10/init-baseline-s$seed --checkpoint $baseline --init baseline --pruned $s --method updp --epochs 1 --lr 1e-3 --seed $seed" >>"$plan"
+  echo "$out/ablation/K10/ramp1.0-s$seed --checkpoint $supernet --pruned $s --method updp --ramp 1.0 --epochs 1 --lr 1e-3 --seed $seed" >>"$plan"
 done
 
 finetune() {

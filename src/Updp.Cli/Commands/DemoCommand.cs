@@ -30,7 +30,8 @@ internal static class DemoCommand
 
     /// <summary>
     /// The pruning recipe: short, so that the whole demo fits in 30 minutes on 2 cores. One supernet
-    /// with K_max = the largest K serves every K; the search scores 1000 validation images.
+    /// with K_max = the largest K serves every K; the search scores 1000 validation images; both
+    /// training stages run one epoch at the fine-tuning learning rate, distilled from the baseline.
     /// </summary>
     public static PruneOptions PruneRecipe(string baseline, string outDir, int blocks, int maxPruned, string? supernet, int seed) => new()
     {
@@ -40,10 +41,11 @@ internal static class DemoCommand
         Blocks = blocks,
         MaxPruned = maxPruned,
         SupernetCheckpoint = supernet,
-        Supernet = new TrainOptions { Epochs = 1, LearningRate = 1e-3, Seed = seed },
+        Supernet = new TrainOptions { Epochs = 1, LearningRate = FinetuneOptions.FineTuningLearningRate, Seed = seed },
         Search = new SearchStrategy { Seed = seed, Population = 12, Generations = 5 },
         SearchValidationLimit = 1000,
         Finetune = FinetuneOptions.DefaultRecipe with { Epochs = 1, Seed = seed },
+        Distillation = new DistillationOptions { Teacher = baseline },
     };
 
     public static readonly int[] DefaultBlocks = [2, 4];

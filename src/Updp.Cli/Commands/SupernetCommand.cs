@@ -22,7 +22,7 @@ internal static class SupernetCommand
         var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
         var outDir = new Option<string>("--out") { Description = "Run directory: supernet.safetensors (+ .json), metrics.json, resume state.", Required = true };
         var batch = CommonOptions.BatchSize();
-        var lr = CommonOptions.LearningRate(1e-3);
+        var lr = CommonOptions.LearningRate(FinetuneOptions.FineTuningLearningRate);
         var seed = CommonOptions.Seed();
         var trainLimit = CommonOptions.TrainLimit();
         var maxSteps = CommonOptions.MaxSteps();

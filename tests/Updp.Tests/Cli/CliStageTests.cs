@@ -100,6 +100,8 @@ public partial class CliTests
         {
             var m = metrics.RootElement;
             Assert.Equal("drop", m.GetProperty("method").GetString());
+            // Distillation from the baseline is prune's default.
+            Assert.Equal(baseline, m.GetProperty("distill").GetString());
             Assert.Equal(2, m.GetProperty("blocks").GetArrayLength());
             Assert.InRange(m.GetProperty("baseline_top1").GetDouble(), 0, 1);
             Assert.InRange(m.GetProperty("top1").GetDouble(), 0, 1);
@@ -114,6 +116,7 @@ public partial class CliTests
             Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
         }
         Assert.Contains("| merged |", File.ReadAllText(Path.Combine(run, "report.md")));
+        Assert.Contains($"distilled from `{baseline}`", File.ReadAllText(Path.Combine(run, "report.md")));
         Assert.Contains("in ONNX Runtime", File.ReadAllText(Path.Combine(run, "report.md")));
         // The ONNX file is the merged model: a fresh session on it agrees with the merged checkpoint.
         using (var mergedModel = Checkpoint.Load(Path.Combine(run, "merged.safetensors"), options: PrunedModels.LoadOptions).Model)
@@ -141,7 +144,7 @@ public partial class CliTests
         // Another K from the same supernet (what the demo does): stage 1 is not run again.
         var other = dir.File("prune-k1");
         var supernet = Path.Combine(run, "supernet", "supernet.safetensors");
-        (code, stdout, err) = Run([.. Args(1, other), "--supernet", supernet]);
+        (code, stdout, err) = Run([.. Args(1, other), "--supernet", supernet, "--distill", "none"]);
         Assert.True(code == 0, err);
         Assert.Contains("supernet: skipped", stdout);
         Assert.False(Directory.Exists(Path.Combine(other, "supernet")));
@@ -149,6 +152,9 @@ public partial class CliTests
         Assert.Equal(1, search.RootElement.GetProperty("pruned_blocks").GetInt32());
         Assert.Equal(supernet, search.RootElement.GetProperty("checkpoint").GetString());
         Assert.Equal(written[outputs[0]], File.GetLastWriteTimeUtc(supernet));
+        using var otherMetrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(other, "metrics.json")));
+        Assert.Equal(JsonValueKind.Null, otherMetrics.RootElement.GetProperty("distill").ValueKind);
+        Assert.Contains("no distillation", File.ReadAllText(Path.Combine(other, "report.md")));
     }
 
     [Theory]
@@ -164,6 +170,7 @@ public partial class CliTests
     [InlineData("prune --checkpoint BASE --blocks 2 --supernet BASE --out OUT", "expected a supernet")]
     [InlineData("search --checkpoint BASE --out OUT", "--latency-budget")]
     [InlineData("prune --checkpoint BASE --out OUT", "--latency-budget")]
+    [InlineData("prune --checkpoint BASE --blocks 2 --distill /nonexistent/teacher.safetensors --out OUT", "/nonexistent/teacher.safetensors")]
     [InlineData("search --checkpoint BASE --latency-budget -3 --out OUT", "-3")]
     public void BadStageInputGetsOneClearLineExitCode2AndNoOutput(string args, string mentioned)
     {

@@ -52,7 +52,7 @@ public sealed record PruneOptions
     public IReadOnlyList<int>? Candidates { get; init; }
 
     /// <summary>Stage 1's recipe; its seed also seeds the search and stage 3 unless they say otherwise.</summary>
-    public TrainOptions Supernet { get; init; } = new() { Epochs = 3, LearningRate = 1e-3 };
+    public TrainOptions Supernet { get; init; } = new() { Epochs = 3, LearningRate = FinetuneOptions.FineTuningLearningRate };
 
     public SearchStrategy Search { get; init; } = new();
 
@@ -126,6 +126,9 @@ public sealed record PruneMetrics
     public string Model { get; init; } = "";
 
     public string Method { get; init; } = "";
+
+    /// <summary>The teacher checkpoint stages 1 and 3 were distilled from; null for none.</summary>
+    public string? Distill { get; init; }
 
     /// <summary>S, the pruned (merged or dropped) blocks.</summary>
     public IReadOnlyList<int> Blocks { get; init; } = [];
@@ -514,6 +517,7 @@ public static class PrunePipeline
         {
             Model = baseline.Config.Name,
             Method = method,
+            Distill = options.Distillation?.Teacher,
             Blocks = chosen,
             BaselineTop1 = baselineTop1,
             Top1 = top1,
@@ -559,6 +563,14 @@ public static class PrunePipeline
         s.AppendLine();
         s.AppendLine(c, $"Baseline `{options.Checkpoint}`, data `{options.Data}`, pruned blocks {string.Join(", ", m.Blocks)} " +
             $"(search val top-1 {m.SearchValTop1:P2}); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}.");
+        s.AppendLine();
+        var stage1 = options.SupernetCheckpoint is { } given
+            ? $"the given supernet `{given}`"
+            : string.Create(c, $"{options.Supernet.Epochs} epochs at lr {options.Supernet.LearningRate:G3}");
+        var distilled = m.Distill is { } teacher
+            ? string.Create(c, $"distilled from `{teacher}` (α {options.Distillation!.Alpha:G3}, T {options.Distillation.Temperature:G3})")
+            : "no distillation";
+        s.AppendLine(c, $"Recipe: supernet {stage1}; fine-tune {options.Finetune.Epochs} epochs at lr {options.Finetune.LearningRate:G3}; {distilled}.");
         s.AppendLine();
         s.AppendLine("| model | test top-1 | params | MACs | TorchSharp b1 (ms) | TorchSharp b32 (ms) | ONNX Runtime b1 (ms) | ONNX Runtime b32 (ms) |");
         s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");

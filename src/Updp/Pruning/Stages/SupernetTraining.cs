@@ -25,7 +25,7 @@ public sealed record SupernetOptions
     public IReadOnlyList<int>? Candidates { get; init; }
 
     /// <summary>The recipe; <see cref="TrainOptions.Seed"/> also seeds the per-step subsets and the calibration batches.</summary>
-    public TrainOptions Train { get; init; } = new();
+    public TrainOptions Train { get; init; } = new() { Epochs = 3, LearningRate = FinetuneOptions.FineTuningLearningRate };
 
     /// <summary>Distillation from a teacher (usually the baseline itself); null trains on the labels alone.</summary>
     public DistillationOptions? Distillation { get; init; }
