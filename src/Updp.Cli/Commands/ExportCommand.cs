@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Spectre.Console;
 using Updp.Export;
+using Updp.Models;
 using static TorchSharp.torch;
 
 namespace Updp.Cli.Commands;
@@ -45,7 +46,13 @@ internal static class ExportCommand
             }
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
             using var classifier = loaded.Model;
-            var size = parse.GetValue(resolution) ?? loaded.Meta?.Preprocessing?.InputSize ?? 224;
+            // A model built for one input size (DeiT's pos_embed) is exported at that size.
+            var fixedSize = ModelRegistry.Get(classifier.Config.Name).FixedInputSize ? classifier.Config.ImgSize : null;
+            if (fixedSize is { } only && parse.GetValue(resolution) is { } asked && asked != only)
+            {
+                throw new ArgumentException($"--resolution {asked}: {classifier.Config.Name} is built for {only}×{only} inputs only");
+            }
+            var size = parse.GetValue(resolution) ?? fixedSize ?? loaded.Meta?.Preprocessing?.InputSize ?? 224;
             using var scope = NewDisposeScope();
             var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images), size);
             var real = inputs.Sum(x => x.shape[0]);

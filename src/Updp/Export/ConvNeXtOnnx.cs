@@ -17,12 +17,12 @@ internal static class ConvNeXtOnnx
 {
     public static void RegisterAll(Action<IOnnxEmitter> register)
     {
-        register(new Emitter(typeof(ConvNeXt), Model));
-        register(new Emitter(typeof(ConvNeXtStage), Stage));
-        register(new Emitter(typeof(ConvNeXtHead), Head));
-        register(new Emitter(typeof(ConvNeXtBlock), Block));
-        register(new Emitter(typeof(ProgressiveConvNeXtBlock), ProgressiveBlock));
-        register(new Emitter(typeof(MergedConvNeXtBlock), MergedBlock));
+        register(new DelegateEmitter(typeof(ConvNeXt), Model));
+        register(new DelegateEmitter(typeof(ConvNeXtStage), Stage));
+        register(new DelegateEmitter(typeof(ConvNeXtHead), Head));
+        register(new DelegateEmitter(typeof(ConvNeXtBlock), Block));
+        register(new DelegateEmitter(typeof(ProgressiveConvNeXtBlock), ProgressiveBlock));
+        register(new DelegateEmitter(typeof(MergedConvNeXtBlock), MergedBlock));
     }
 
     private static string Model(Ctx c, nn.Module m, string path, string x)
@@ -131,12 +131,5 @@ internal static class ConvNeXtOnnx
         x = g.Node("Mul", Ctx.NodeName(path, "gamma"), [x, OnnxOps.Param(g, path, "gamma", gamma)]);
         x = OnnxOps.ToChannelsFirst(g, Ctx.NodeName(path, "to_nchw"), x);
         return g.Node("Add", Ctx.NodeName(path, "add"), [x, input]);
-    }
-
-    private sealed class Emitter(Type type, Func<Ctx, nn.Module, string, string, string> emit) : IOnnxEmitter
-    {
-        public IReadOnlyCollection<Type> ModuleTypes { get; } = [type];
-
-        public string Emit(Ctx context, nn.Module module, string path, string input) => emit(context, module, path, input);
     }
 }

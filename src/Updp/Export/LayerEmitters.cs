@@ -36,10 +36,13 @@ internal sealed class SequentialEmitter : IOnnxEmitter
     }
 }
 
-/// <summary><c>nn.Identity</c> and a dropped block: no node, the input passes through.</summary>
+/// <summary>
+/// <c>nn.Identity</c>, a dropped block, and the layers that are the identity in eval mode (dropout,
+/// stochastic depth): no node, the input passes through.
+/// </summary>
 internal sealed class IdentityEmitter : IOnnxEmitter
 {
-    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Identity), typeof(DroppedBlock)];
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(Identity), typeof(DroppedBlock), typeof(Dropout), typeof(DropPath)];
 
     public string Emit(OnnxEmitContext context, nn.Module module, string path, string input) => input;
 }
@@ -72,14 +75,9 @@ internal sealed class Conv2dEmitter : IOnnxEmitter
             pads = [0, 0, 0, 0];
         }
         var g = context.Graph;
-        var inputs = new List<string> { input, OnnxOps.Param(g, path, "weight", conv.weight) };
-        if (conv.bias is { } bias)
-        {
-            inputs.Add(OnnxOps.Param(g, path, "bias", bias));
-        }
-        return g.Node("Conv", OnnxEmitContext.NodeName(path), inputs,
-            Attr("kernel_shape", conv.kernel_size), Attr("strides", conv.stride), Attr("pads", pads),
-            Attr("dilations", conv.dilation), Attr("group", conv.groups));
+        var bias = conv.bias is { } b ? OnnxOps.Param(g, path, "bias", b) : null;
+        return OnnxOps.Conv(g, OnnxEmitContext.NodeName(path), input, OnnxOps.Param(g, path, "weight", conv.weight), bias,
+            conv.kernel_size, conv.stride, pads, conv.groups, conv.dilation);
     }
 }
 
@@ -130,5 +128,42 @@ internal sealed class LayerNorm2dEmitter : IOnnxEmitter
         var x = OnnxOps.ToChannelsLast(g, $"{name}/to_nhwc", input);
         x = OnnxOps.LayerNorm(g, name, x, OnnxOps.Param(g, path, "weight", norm.Weight), OnnxOps.Param(g, path, "bias", norm.Bias), norm.Eps);
         return OnnxOps.ToChannelsFirst(g, $"{name}/to_nchw", x);
+    }
+}
+
+/// <summary><c>nn.BatchNorm2d</c> in eval mode: BatchNormalization with the running statistics.</summary>
+internal sealed class BatchNorm2dEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(BatchNorm2d)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var bn = (BatchNorm2d)module;
+        if (bn.weight is null || bn.bias is null || bn.running_mean is null || bn.running_var is null)
+        {
+            throw new NotSupportedException($"ONNX export: {path} is a batch norm without affine parameters or running statistics");
+        }
+        var g = context.Graph;
+        return OnnxOps.BatchNorm(g, OnnxEmitContext.NodeName(path), input,
+            OnnxOps.Param(g, path, "weight", bn.weight), OnnxOps.Param(g, path, "bias", bn.bias),
+            OnnxOps.Param(g, path, "running_mean", bn.running_mean), OnnxOps.Param(g, path, "running_var", bn.running_var), bn.eps);
+    }
+}
+
+/// <summary><c>nn.LayerNorm</c> over the last axis (LayerNormalization).</summary>
+internal sealed class LayerNormEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(LayerNorm)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var norm = (LayerNorm)module;
+        if (norm.normalized_shape.Length != 1 || norm.weight is null || norm.bias is null)
+        {
+            throw new NotSupportedException(
+                $"ONNX export: {path} is a layer norm over [{string.Join(", ", norm.normalized_shape)}]{(norm.weight is null ? " without affine parameters" : "")}; only the last axis, with weight and bias, is supported");
+        }
+        var g = context.Graph;
+        return OnnxOps.LayerNorm(g, OnnxEmitContext.NodeName(path), input, OnnxOps.Param(g, path, "weight", norm.weight), OnnxOps.Param(g, path, "bias", norm.bias), norm.eps);
     }
 }

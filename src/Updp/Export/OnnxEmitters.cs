@@ -36,7 +36,12 @@ public static class OnnxEmitters
         Register(new LinearEmitter());
         Register(new DepthwiseConv2dEmitter());
         Register(new LayerNorm2dEmitter());
+        Register(new LayerNormEmitter());
+        Register(new BatchNorm2dEmitter());
         ConvNeXtOnnx.RegisterAll(Register);
+        MobileNetV2Onnx.RegisterAll(Register);
+        ResNetOnnx.RegisterAll(Register);
+        DeiTOnnx.RegisterAll(Register);
     }
 
     /// <summary>Adds an emitter for its <see cref="IOnnxEmitter.ModuleTypes"/>; a type may have one emitter only.</summary>
@@ -72,9 +77,16 @@ public static class OnnxEmitters
 /// <summary>What an emitter works with: the graph under construction and recursion into sub-modules.</summary>
 public sealed class OnnxEmitContext
 {
-    public OnnxEmitContext(OnnxGraphBuilder graph) => Graph = graph;
+    public OnnxEmitContext(OnnxGraphBuilder graph, int inputSize)
+    {
+        Graph = graph;
+        InputSize = inputSize;
+    }
 
     public OnnxGraphBuilder Graph { get; }
+
+    /// <summary>The side of the graph's square input (for models built for one input size).</summary>
+    public int InputSize { get; }
 
     /// <summary>Emits <paramref name="module"/> through its registered emitter.</summary>
     /// <exception cref="NotSupportedException">No emitter is registered for the module's type; the message names the module.</exception>
@@ -116,4 +128,12 @@ public sealed class OnnxEmitContext
         var dot = path.LastIndexOf('.');
         return dot < 0 ? path : $"{path[..dot]}/{path[(dot + 1)..]}";
     }
+}
+
+/// <summary>An emitter for one module type, written as a function (how the families register theirs).</summary>
+internal sealed class DelegateEmitter(Type type, Func<OnnxEmitContext, nn.Module, string, string, string> emit) : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [type];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input) => emit(context, module, path, input);
 }

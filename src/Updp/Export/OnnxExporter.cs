@@ -70,7 +70,7 @@ public static class OnnxExporter
             using var _ = no_grad();
             var g = new OnnxGraphBuilder(opset, model.Config.Name);
             g.Input(InputName, [null, model.Config.InChans, inputSize, inputSize], "batch");
-            var output = new OnnxEmitContext(g).Emit(model, "", InputName);
+            var output = new OnnxEmitContext(g, inputSize).Emit(model, "", InputName);
             Rename(g.Graph, output, OutputName);
             g.Output(OutputName, [null, model.Config.NumClasses], "batch");
 

@@ -59,11 +59,63 @@ public static class OnnxOps
     /// </summary>
     public static string BatchNormLastAxis(OnnxGraphBuilder g, string name, string x, string mean, string var, string weight, string bias, double eps)
     {
+        var (scale, shift) = BatchNormScaleShift(g, name, mean, var, weight, bias, eps);
+        return g.Node("Add", name, [g.Node("Mul", $"{name}/mul", [x, scale]), shift]);
+    }
+
+    /// <summary>
+    /// The per-channel scale s = γ/√(σ²+ε) and shift β − μ·s of an eval-mode batch norm, as nodes on
+    /// its stored parameters (the shift is what the batch norm gives a zero input).
+    /// </summary>
+    public static (string Scale, string Shift) BatchNormScaleShift(OnnxGraphBuilder g, string name, string mean, string var, string weight, string bias, double eps)
+    {
         var std = g.Node("Sqrt", $"{name}/std", [g.Node("Add", $"{name}/var_eps", [var, g.Constant($"{name}/eps", (float)eps)])]);
         var scale = g.Node("Div", $"{name}/scale", [weight, std]);
         var shift = g.Node("Sub", $"{name}/shift", [bias, g.Node("Mul", $"{name}/mean_scale", [mean, scale])]);
-        return g.Node("Add", name, [g.Node("Mul", $"{name}/mul", [x, scale]), shift]);
+        return (scale, shift);
     }
+
+    /// <summary>Eval-mode batch norm over axis 1 of NCHW (BatchNormalization, running statistics).</summary>
+    public static string BatchNorm(OnnxGraphBuilder g, string name, string x, string weight, string bias, string mean, string var, double eps) =>
+        g.Node("BatchNormalization", name, [x, weight, bias, mean, var], Attr("epsilon", (float)eps));
+
+    /// <summary>
+    /// A 2-D convolution with explicit zero <paramref name="pads"/> (top, left, bottom, right); the
+    /// kernel size is read from the weight's shape by the runtime and written here for readers.
+    /// </summary>
+    public static string Conv(OnnxGraphBuilder g, string name, string x, string weight, string? bias, long[] kernel, long[] strides, long[] pads, long groups = 1, long[]? dilations = null)
+    {
+        List<string> inputs = bias is null ? [x, weight] : [x, weight, bias];
+        return g.Node("Conv", name, inputs, Attr("kernel_shape", kernel), Attr("strides", strides), Attr("pads", pads),
+            Attr("dilations", dilations ?? [1, 1]), Attr("group", groups));
+    }
+
+    public static string Relu(OnnxGraphBuilder g, string name, string x) => g.Node("Relu", name, [x]);
+
+    /// <summary>min(max(x, 0), 6): Clip with its bounds as scalar inputs (opset ≥ 11).</summary>
+    public static string Relu6(OnnxGraphBuilder g, string name, string x) =>
+        g.Node("Clip", name, [x, g.Constant("relu6/min", 0), g.Constant("relu6/max", 6)]);
+
+    /// <summary>Mean over H and W of NCHW, keeping them ([N, C, 1, 1]).</summary>
+    public static string GlobalAveragePool(OnnxGraphBuilder g, string name, string x) => g.Node("GlobalAveragePool", name, [x]);
+
+    /// <summary>Max pooling over H and W with square kernel, stride and padding (PyTorch pads with −∞, as ONNX does).</summary>
+    public static string MaxPool(OnnxGraphBuilder g, string name, string x, long kernel, long stride, long padding) =>
+        g.Node("MaxPool", name, [x], Attr("kernel_shape", kernel, kernel), Attr("strides", stride, stride), Attr("pads", padding, padding, padding, padding));
+
+    /// <summary>Zero padding of H and W of NCHW by <paramref name="padding"/> pixels on every side.</summary>
+    public static string Pad(OnnxGraphBuilder g, string name, string x, long padding) =>
+        g.Node("Pad", name, [x, g.Int64s($"pad/{padding}", 0, 0, padding, padding, 0, 0, padding, padding)]);
+
+    /// <summary>x[starts:ends] along <paramref name="axes"/> (negative ends count from the end).</summary>
+    public static string Slice(OnnxGraphBuilder g, string name, string x, long[] starts, long[] ends, long[] axes) =>
+        g.Node("Slice", name, [x, g.Int64s($"{name}/starts", starts), g.Int64s($"{name}/ends", ends), g.Int64s($"{name}/axes", axes)]);
+
+    /// <summary>Reshape to <paramref name="shape"/> (0 copies the input's dimension, −1 is inferred).</summary>
+    public static string Reshape(OnnxGraphBuilder g, string name, string x, params long[] shape) =>
+        g.Node("Reshape", name, [x, g.Int64s($"{name}/shape", shape)]);
+
+    public static string Transpose(OnnxGraphBuilder g, string name, string x, params long[] perm) => g.Node("Transpose", name, [x], Attr("perm", perm));
 
     /// <summary>(1−λ)·a + λ·b, the progressive mix of DESIGN §2, with λ a named constant.</summary>
     public static string Mix(OnnxGraphBuilder g, string name, string a, string b, double lambda)

@@ -34,6 +34,9 @@ public sealed class ConvBnAct : nn.Module<Tensor, Tensor>
 
     public int Stride { get; }
 
+    /// <summary>Whether a ReLU6 follows the batch norm.</summary>
+    public bool HasActivation => _activation;
+
     /// <summary>Registers nothing: the children are registered by index in the constructor, and the
     /// typed properties' backing fields must not be registered a second time under their own names.</summary>
     protected override void RegisterComponents()

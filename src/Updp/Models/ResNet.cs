@@ -219,6 +219,9 @@ public sealed class ResNet : ImageClassifier
 
     public Architecture Arch { get; }
 
+    /// <summary>Whether the stem ends with torchvision's 3×3 stride-2 max-pool (stem stride 4).</summary>
+    public bool HasMaxPool => _maxPool;
+
     public override IReadOnlyList<PrunableBlock> Blocks => _blocks;
 
     public override nn.Module<Tensor, Tensor> ReplaceBlock(int index, nn.Module<Tensor, Tensor> module)

@@ -62,6 +62,11 @@ public partial class CliTests
         // Each merged block saves fc1 and fc2 (8·N·D² MACs) but gains one D×D Linear (N·D²): 7·17·192² MACs.
         Assert.Equal(m.GetProperty("baseline_macs").GetInt64() - (2L * 7 * 17 * 192 * 192), m.GetProperty("macs").GetInt64());
         Assert.Equal(m.GetProperty("baseline_params").GetInt64() - (2L * ((7 * 192 * 192) + (6 * 192))), m.GetProperty("params").GetInt64());
+        // model.onnx of the merged model, checked in ONNX Runtime, and both engines timed.
+        Assert.True(File.Exists(Path.Combine(run, "model.onnx")));
+        Assert.False(m.TryGetProperty("onnx_skipped", out _));
+        Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
+        Assert.True(m.GetProperty("onnx_latency_ms_b1").GetDouble() > 0);
 
         var merged = Checkpoint.Load(Path.Combine(run, "merged.safetensors"), options: PrunedModels.LoadOptions);
         using (merged.Model)

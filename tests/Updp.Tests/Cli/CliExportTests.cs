@@ -43,6 +43,35 @@ public partial class CliTests
         Assert.Equal(["out/model.onnx", "pruned.json", "pruned.safetensors"], dir.Files().Where(f => f != "out").ToArray());
     }
 
+    /// <summary>A DeiT checkpoint without preprocessing metadata is exported at the input size its pos_embed was built for.</summary>
+    [Fact]
+    public void ExportOfAModelBuiltForOneInputSizeUsesThatSize()
+    {
+        using var dir = new TempDir();
+        var merged = dir.File("deit.safetensors");
+        using (var model = DeiTTestSupport.SmallTiny(seed: 2))
+        {
+            PruningTestSupport.Prune(model, [1, 2], lambda: 1, seed: 2);
+            Merger.MergeAll(model, [PruningTestSupport.Input(1)]);
+            PruningTestSupport.Prune(model, [5], lambda: 0.5, seed: 3);
+            Checkpoint.Save(model, merged, PrunedModels.Describe(model));
+        }
+        var onnx = dir.File("deit.onnx");
+
+        var (code, stdout, err) = Run("export", "--checkpoint", merged, "--onnx", onnx, "--threads", "1");
+
+        Assert.True(code == 0, err);
+        Assert.Contains("input [batch, 1, 32, 32]", stdout);
+        Assert.True(File.Exists(onnx));
+
+        (code, _, err) = Run("export", "--checkpoint", merged, "--onnx", dir.File("other.onnx"), "--resolution", "64");
+
+        Assert.Equal(2, code);
+        Assert.Contains("--resolution 64", err);
+        Assert.Contains("32×32", err);
+        Assert.False(File.Exists(dir.File("other.onnx")));
+    }
+
     private static Tensor TrainingRunInputs(int skip, int count)
     {
         var loader = new BatchLoader(FashionMnistFiles.Test.Subset(Enumerable.Range(skip, count).ToArray()),

@@ -55,6 +55,11 @@ public partial class CliTests
             Assert.Equal(700_202, m.GetProperty("baseline_params").GetInt64());
             Assert.NotEqual(m.GetProperty("baseline_macs").GetInt64(), m.GetProperty("macs").GetInt64());
             Assert.InRange(m.GetProperty("merge_max_abs_diff").GetDouble(), 0, m.GetProperty("merge_tolerance").GetDouble());
+            // model.onnx of the merged model, checked in ONNX Runtime, and both engines timed.
+            Assert.True(File.Exists(Path.Combine(run, "model.onnx")));
+            Assert.False(m.TryGetProperty("onnx_skipped", out _));
+            Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
+            Assert.True(m.GetProperty("onnx_latency_ms_b1").GetDouble() > 0);
         }
         var merged = Checkpoint.Load(Path.Combine(run, "merged.safetensors"), options: PrunedModels.LoadOptions);
         using (merged.Model)

@@ -50,6 +50,11 @@ public partial class CliTests
             // The merged 7×7 and 5×5 convs have more parameters and MACs than the pairs of 3×3s they replace.
             Assert.True(m.GetProperty("params").GetInt64() > m.GetProperty("baseline_params").GetInt64());
             Assert.True(m.GetProperty("macs").GetInt64() > m.GetProperty("baseline_macs").GetInt64());
+            // model.onnx of the merged model, checked in ONNX Runtime, and both engines timed.
+            Assert.True(File.Exists(Path.Combine(run, "model.onnx")));
+            Assert.False(m.TryGetProperty("onnx_skipped", out _));
+            Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
+            Assert.True(m.GetProperty("onnx_latency_ms_b1").GetDouble() > 0);
         }
 
         var merged = Path.Combine(run, "merged.safetensors");
@@ -105,10 +110,13 @@ public partial class CliTests
         Assert.True(mergedRow.GetProperty("speedup").GetDouble() > 0);
         Assert.True(mergedRow.GetProperty("macs").GetInt64() > rows[0].GetProperty("macs").GetInt64());
 
-        // No ONNX emitters for ResNet yet: a clear error, not a crash.
-        (code, _, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--batch", "1", "--runs", "1", "--engine", "onnxruntime");
-        Assert.Equal(2, code);
-        Assert.Contains("no emitter for ResNet", err);
+        // In ONNX Runtime too: both models exported in memory and checked against TorchSharp first.
+        (code, stdout, err) = Run("bench", "--model", "resnet18", "--resolution", "32", "--stem-stride", "4", "--batch", "1", "--runs", "1", "--warmup", "0",
+            "--pruned", "2,3", "--engine", "onnxruntime", "--json");
+        Assert.True(code == 0, err);
+        using var onnx = JsonDocument.Parse(stdout);
+        Assert.Equal(["original", "merged 2,3"], onnx.RootElement.EnumerateArray().Select(r => r.GetProperty("variant").GetString()));
+        Assert.All(onnx.RootElement.EnumerateArray(), r => Assert.True(r.GetProperty("median_ms").GetDouble() > 0));
 
         (code, _, err) = Run(["info", .. model, "--merged", "2,8"]);
         Assert.Equal(2, code);
