@@ -20,11 +20,14 @@ public class FusedAdamWTests
 
     private static void SetGradients(ImageClassifier model, int step)
     {
-        random.manual_seed(100 + step);
+        // A private generator: xunit runs test classes in parallel, and other tests drawing from the global one
+        // between the two models' calls would give the twins different gradients.
+        using var generator = new Generator(100 + (ulong)step);
         foreach (var p in model.parameters())
         {
             // Larger and smaller than typical gradients, and exact zeros, so every branch of the update is exercised.
-            p.grad = (randn_like(p) * (step % 2 == 0 ? 0.3 : 30)).where(rand_like(p) > 0.1, zeros_like(p));
+            var values = randn(p.shape, generator: generator) * (step % 2 == 0 ? 0.3 : 30);
+            p.grad = values.where(rand(p.shape, generator: generator) > 0.1, zeros_like(p));
         }
     }
 
