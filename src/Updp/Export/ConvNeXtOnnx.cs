@@ -66,19 +66,10 @@ internal static class ConvNeXtOnnx
         var g = c.Graph;
         var lambda = block.Lambda;
         var x = OnnxOps.ToChannelsLast(g, Ctx.NodeName(path, "to_nhwc"), c.EmitChild(m, path, "conv_dw", input));
-        x = lambda switch
-        {
-            0 => LayerNorm(g, path, block.Original, x),
-            1 => BatchNorm(g, path, block.BatchNorm, x),
-            _ => OnnxOps.Mix(g, Ctx.NodeName(path, "norm_mix"), LayerNorm(g, path, block.Original, x), BatchNorm(g, path, block.BatchNorm, x), lambda),
-        };
+        x = OnnxOps.Progressive(g, Ctx.NodeName(path, "norm_mix"), lambda,
+            () => LayerNorm(g, path, block.Original, x), () => OnnxOps.BatchNormLastAxis(g, Ctx.Join(path, "bn"), block.BatchNorm, x));
         var h = Fc(c, block.Mlp, path, "fc1", x);
-        h = lambda switch
-        {
-            0 => Gelu(g, path, h),
-            1 => h,
-            _ => OnnxOps.Mix(g, Ctx.NodeName(path, "act_mix"), Gelu(g, path, h), h, lambda),
-        };
+        h = OnnxOps.Progressive(g, Ctx.NodeName(path, "act_mix"), lambda, () => Gelu(g, path, h), () => h);
         return Residual(g, path, Fc(c, block.Mlp, path, "fc2", h), block.Gamma, input);
     }
 
@@ -102,11 +93,6 @@ internal static class ConvNeXtOnnx
         var (w, b) = original.NormParameters;
         return OnnxOps.LayerNorm(g, Ctx.NodeName(path, "norm"), x, OnnxOps.Param(g, path, "norm.weight", w), OnnxOps.Param(g, path, "norm.bias", b), original.NormEps);
     }
-
-    private static string BatchNorm(OnnxGraphBuilder g, string path, BatchNorm1d bn, string x) =>
-        OnnxOps.BatchNormLastAxis(g, Ctx.NodeName(path, "bn"), x,
-            OnnxOps.Param(g, path, "bn.running_mean", bn.running_mean!), OnnxOps.Param(g, path, "bn.running_var", bn.running_var!),
-            OnnxOps.Param(g, path, "bn.weight", bn.weight), OnnxOps.Param(g, path, "bn.bias", bn.bias!), bn.eps);
 
     private static string Gelu(OnnxGraphBuilder g, string path, string x) => OnnxOps.Gelu(g, Ctx.NodeName(path, "mlp.act"), x);
 

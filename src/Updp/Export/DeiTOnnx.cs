@@ -114,22 +114,12 @@ internal static class DeiTOnnx
         }
         var g = c.Graph;
         var x = AttentionResidual(c, m, path, input);
-        var bn = block.BatchNorm;
-        var bnPath = Ctx.Join(path, "bn");
-        var normed = OnnxOps.BatchNormLastAxis(g, Ctx.NodeName(bnPath), x,
-            OnnxOps.Param(g, bnPath, "running_mean", bn.running_mean!), OnnxOps.Param(g, bnPath, "running_var", bn.running_var!),
-            OnnxOps.Param(g, bnPath, "weight", bn.weight), OnnxOps.Param(g, bnPath, "bias", bn.bias!), bn.eps);
-        if (lambda < 1)
-        {
-            normed = OnnxOps.Mix(g, Ctx.NodeName(path, "norm_mix"), c.EmitChild(m, path, "norm2", x), normed, lambda);
-        }
+        var normed = OnnxOps.Progressive(g, Ctx.NodeName(path, "norm_mix"), lambda,
+            () => c.EmitChild(m, path, "norm2", x), () => OnnxOps.BatchNormLastAxis(g, Ctx.Join(path, "bn"), block.BatchNorm, x));
         var mlp = block.Original.Mlp;
         var mlpPath = Ctx.Join(path, "mlp");
         var h = c.EmitChild(mlp, mlpPath, "fc1", normed);
-        if (lambda < 1)
-        {
-            h = OnnxOps.Mix(g, Ctx.NodeName(path, "act_mix"), OnnxOps.Gelu(g, Ctx.NodeName(mlpPath, "act"), h), h, lambda);
-        }
+        h = OnnxOps.Progressive(g, Ctx.NodeName(path, "act_mix"), lambda, () => OnnxOps.Gelu(g, Ctx.NodeName(mlpPath, "act"), h), () => h);
         h = c.EmitChild(mlp, mlpPath, "fc2", h);
         return g.Node("Add", Ctx.NodeName(path, "add2"), [x, h]);
     }

@@ -98,10 +98,6 @@ internal static class MobileNetV2Onnx
     private static string MergedBlock(Ctx c, nn.Module m, string path, string input) => c.EmitChild(m, path, "conv", input);
 
     // act_λ after the batch norm of the ConvBnAct at path: ReLU6 at λ = 0, the identity at λ = 1.
-    private static string Act(OnnxGraphBuilder g, string path, string x, double lambda) => lambda switch
-    {
-        0 => OnnxOps.Relu6(g, Ctx.NodeName(path, "act"), x),
-        1 => x,
-        _ => OnnxOps.Mix(g, Ctx.NodeName(path, "act_mix"), OnnxOps.Relu6(g, Ctx.NodeName(path, "act"), x), x, lambda),
-    };
+    private static string Act(OnnxGraphBuilder g, string path, string x, double lambda) =>
+        OnnxOps.Progressive(g, Ctx.NodeName(path, "act_mix"), lambda, () => OnnxOps.Relu6(g, Ctx.NodeName(path, "act"), x), () => x);
 }

@@ -54,12 +54,17 @@ public static class OnnxOps
             : g.Node("ReduceMean", name, [x], Attr("axes", axes), Attr("keepdims", 1L));
 
     /// <summary>
-    /// Eval-mode batch norm over the last axis, x·s + (β − μ·s) with s = γ/√(σ²+ε), computed by nodes
-    /// from the stored running statistics and affine parameters (folded to constants by the runtime).
+    /// Eval-mode batch norm <paramref name="bn"/> (at <paramref name="path"/>) over the last axis,
+    /// x·s + (β − μ·s) with s = γ/√(σ²+ε), computed by nodes from its stored running statistics and
+    /// affine parameters (folded to constants by the runtime).
     /// </summary>
-    public static string BatchNormLastAxis(OnnxGraphBuilder g, string name, string x, string mean, string var, string weight, string bias, double eps)
+    public static string BatchNormLastAxis(OnnxGraphBuilder g, string path, TorchSharp.Modules.BatchNorm1d bn, string x)
     {
-        var (scale, shift) = BatchNormScaleShift(g, name, mean, var, weight, bias, eps);
+        ArgumentNullException.ThrowIfNull(bn);
+        var name = OnnxEmitContext.NodeName(path);
+        var (scale, shift) = BatchNormScaleShift(g, name,
+            Param(g, path, "running_mean", bn.running_mean!), Param(g, path, "running_var", bn.running_var!),
+            Param(g, path, "weight", bn.weight), Param(g, path, "bias", bn.bias!), bn.eps);
         return g.Node("Add", name, [g.Node("Mul", $"{name}/mul", [x, scale]), shift]);
     }
 
@@ -116,6 +121,23 @@ public static class OnnxOps
         g.Node("Reshape", name, [x, g.Int64s($"{name}/shape", shape)]);
 
     public static string Transpose(OnnxGraphBuilder g, string name, string x, params long[] perm) => g.Node("Transpose", name, [x], Attr("perm", perm));
+
+    /// <summary>
+    /// A progressive operator of DESIGN §2 (act_λ, norm_λ): the original branch at λ = 0, the pruned
+    /// one at λ = 1 (only that branch is written, as the TorchSharp forward computes only one), and
+    /// their <see cref="Mix"/> named <paramref name="mixName"/> in between.
+    /// </summary>
+    public static string Progressive(OnnxGraphBuilder g, string mixName, double lambda, Func<string> original, Func<string> pruned)
+    {
+        ArgumentNullException.ThrowIfNull(original);
+        ArgumentNullException.ThrowIfNull(pruned);
+        return lambda switch
+        {
+            0 => original(),
+            1 => pruned(),
+            _ => Mix(g, mixName, original(), pruned(), lambda),
+        };
+    }
 
     /// <summary>(1−λ)·a + λ·b, the progressive mix of DESIGN §2, with λ a named constant.</summary>
     public static string Mix(OnnxGraphBuilder g, string name, string a, string b, double lambda)

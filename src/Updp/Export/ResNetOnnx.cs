@@ -117,10 +117,7 @@ internal static class ResNetOnnx
         var convPath = Ctx.Join(path, "conv1");
         var z = OnnxOps.Conv(g, Ctx.NodeName(convPath), x, OnnxOps.Param(g, convPath, "weight", conv.weight), null,
             conv.kernel_size, [stride, stride], [inputPadding, inputPadding, inputPadding, inputPadding]);
-        var bnPath = Ctx.Join(path, "bn1");
-        var u = OnnxOps.BatchNorm(g, Ctx.NodeName(bnPath), z, OnnxOps.Param(g, bnPath, "weight", bn.weight), OnnxOps.Param(g, bnPath, "bias", bn.bias!),
-            OnnxOps.Param(g, bnPath, "running_mean", bn.running_mean!), OnnxOps.Param(g, bnPath, "running_var", bn.running_var!), bn.eps);
-        var h = Act(g, path, "act1", u, lambda);
+        var h = Act(g, path, "act1", c.Emit(bn, Ctx.Join(path, "bn1"), z), lambda);
         if (lambda == 1)
         {
             return h;
@@ -140,10 +137,6 @@ internal static class ResNetOnnx
     }
 
     // act_λ with σ = ReLU.
-    private static string Act(OnnxGraphBuilder g, string path, string name, string x, double lambda) => lambda switch
-    {
-        0 => OnnxOps.Relu(g, Ctx.NodeName(path, name), x),
-        1 => x,
-        _ => OnnxOps.Mix(g, Ctx.NodeName(path, $"{name}_mix"), OnnxOps.Relu(g, Ctx.NodeName(path, name), x), x, lambda),
-    };
+    private static string Act(OnnxGraphBuilder g, string path, string name, string x, double lambda) =>
+        OnnxOps.Progressive(g, Ctx.NodeName(path, $"{name}_mix"), lambda, () => OnnxOps.Relu(g, Ctx.NodeName(path, name), x), () => x);
 }
