@@ -115,6 +115,22 @@ internal sealed class DepthwiseConv2dEmitter : IOnnxEmitter
     }
 }
 
+/// <summary><see cref="PatchConv2d"/>: a Conv whose kernel is its stride, without padding.</summary>
+internal sealed class PatchConv2dEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(PatchConv2d)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var conv = (PatchConv2d)module;
+        var g = context.Graph;
+        long k = conv.Patch;
+        return g.Node("Conv", OnnxEmitContext.NodeName(path),
+            [input, OnnxOps.Param(g, path, "weight", conv.Weight), OnnxOps.Param(g, path, "bias", conv.Bias)],
+            Attr("kernel_shape", k, k), Attr("strides", k, k), Attr("pads", 0L, 0, 0, 0));
+    }
+}
+
 /// <summary><see cref="LayerNorm2d"/>: LayerNorm over the channels of NCHW, between two transposes.</summary>
 internal sealed class LayerNorm2dEmitter : IOnnxEmitter
 {

@@ -35,6 +35,7 @@ public static class OnnxEmitters
         Register(new Conv2dEmitter());
         Register(new LinearEmitter());
         Register(new DepthwiseConv2dEmitter());
+        Register(new PatchConv2dEmitter());
         Register(new LayerNorm2dEmitter());
         Register(new LayerNormEmitter());
         Register(new BatchNorm2dEmitter());

@@ -134,7 +134,7 @@ public sealed class ConvNeXtStage : nn.Module<Tensor, Tensor>
         : base(nameof(ConvNeXtStage))
     {
         downsample = downsampleInput
-            ? nn.Sequential(new LayerNorm2d(inDim), nn.Conv2d(inDim, outDim, kernel_size: 2, stride: 2))
+            ? nn.Sequential(new LayerNorm2d(inDim), new PatchConv2d(inDim, outDim, 2))
             : nn.Identity();
         blocks = new ModuleList<nn.Module<Tensor, Tensor>>(
             Enumerable.Range(0, depth).Select(j => (nn.Module<Tensor, Tensor>)new ConvNeXtBlock(outDim, convMlp, dropPaths[j], layerScaleInit)).ToArray());
@@ -206,7 +206,7 @@ public sealed class ConvNeXt : ImageClassifier
             throw new ArgumentException($"stem_stride must be ≥ 1, got {stemStride}", nameof(config));
         }
         stem = nn.Sequential(
-            nn.Conv2d(config.InChans, arch.Dims[0], kernel_size: stemStride, stride: stemStride),
+            new PatchConv2d(config.InChans, arch.Dims[0], stemStride),
             new LayerNorm2d(arch.Dims[0]));
 
         var total = arch.Depths.Sum();

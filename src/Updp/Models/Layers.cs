@@ -107,6 +107,10 @@ internal static class Init
                         nn.init.zeros_(conv.bias);
                     }
                     break;
+                case PatchConv2d patch:
+                    TruncNormal(patch.Weight);
+                    nn.init.zeros_(patch.Bias);
+                    break;
                 case Linear linear:
                     TruncNormal(linear.weight);
                     if (linear.bias is not null)
