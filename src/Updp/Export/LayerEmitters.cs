@@ -125,9 +125,8 @@ internal sealed class PatchConv2dEmitter : IOnnxEmitter
         var conv = (PatchConv2d)module;
         var g = context.Graph;
         long k = conv.Patch;
-        return g.Node("Conv", OnnxEmitContext.NodeName(path),
-            [input, OnnxOps.Param(g, path, "weight", conv.Weight), OnnxOps.Param(g, path, "bias", conv.Bias)],
-            Attr("kernel_shape", k, k), Attr("strides", k, k), Attr("pads", 0L, 0, 0, 0));
+        return OnnxOps.Conv(g, OnnxEmitContext.NodeName(path), input, OnnxOps.Param(g, path, "weight", conv.Weight),
+            OnnxOps.Param(g, path, "bias", conv.Bias), [k, k], [k, k], [0, 0, 0, 0]);
     }
 }
 

@@ -93,7 +93,14 @@ internal static class Init
     {
         // TorchSharp 0.107's nn.init.trunc_normal_ fills the tensor with the std as a constant,
         // so we draw a normal and clamp it, which is what timm's cut at ±2 (absolute) amounts to.
-        static void TruncNormal(Tensor w) => nn.init.normal_(w, 0, 0.02).clamp_(-2, 2);
+        static void TruncNormal(Tensor w, Tensor? bias)
+        {
+            nn.init.normal_(w, 0, 0.02).clamp_(-2, 2);
+            if (bias is not null)
+            {
+                nn.init.zeros_(bias);
+            }
+        }
 
         using var _ = no_grad();
         foreach (var (_, m) in module.named_modules())
@@ -101,22 +108,13 @@ internal static class Init
             switch (m)
             {
                 case Conv2d conv:
-                    TruncNormal(conv.weight);
-                    if (conv.bias is not null)
-                    {
-                        nn.init.zeros_(conv.bias);
-                    }
+                    TruncNormal(conv.weight, conv.bias);
                     break;
                 case PatchConv2d patch:
-                    TruncNormal(patch.Weight);
-                    nn.init.zeros_(patch.Bias);
+                    TruncNormal(patch.Weight, patch.Bias);
                     break;
                 case Linear linear:
-                    TruncNormal(linear.weight);
-                    if (linear.bias is not null)
-                    {
-                        nn.init.zeros_(linear.bias);
-                    }
+                    TruncNormal(linear.weight, linear.bias);
                     break;
             }
         }
