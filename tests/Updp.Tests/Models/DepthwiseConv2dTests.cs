@@ -41,6 +41,7 @@ public class DepthwiseConv2dTests
 
     [Theory]
     [InlineData(1, 1)]
+    [InlineData(1, 4)]
     [InlineData(2, 2)]
     [InlineData(3, 5)]
     [InlineData(4, 4)]
@@ -57,7 +58,17 @@ public class DepthwiseConv2dTests
         var expected = NaiveDepthwise(
             To4D(x), To3D(conv.Weight.detach().reshape(c, k, k)), conv.Bias.detach().data<float>().ToArray());
 
-        foreach (var (path, y) in new[] { ("module", conv.call(x)), ("convolution", conv.ConvolutionForward(x)), ("spatial matrix", conv.SpatialMatrixForward(x)) })
+        var paths = new List<(string Path, Tensor Y)>
+        {
+            ("module, inference", conv.call(x)),
+            ("module, training", conv.call(x.clone().requires_grad_())),
+            ("libtorch convolution", conv.ConvolutionForward(x)),
+        };
+        if (h * w <= DepthwiseConv2d.MatrixGradientMaxPositions)
+        {
+            paths.Add(("small-map function", SmallMapDepthwiseConv.Apply(x, conv.Weight, conv.Bias, conv.TapIndex(h, w))));
+        }
+        foreach (var (path, y) in paths)
         {
             Assert.Equal([n, c, h, w], y.shape);
             var actual = To4D(y);
@@ -79,37 +90,57 @@ public class DepthwiseConv2dTests
     }
 
     [Theory]
-    [InlineData(2, false)]
-    [InlineData(8, false)]
-    [InlineData(2, true)]
-    [InlineData(8, true)]
-    public void GradientsOfBothPathsAgree(int size, bool channelsLastGradient)
+    [InlineData(1, 1, false)]
+    [InlineData(2, 2, false)]
+    [InlineData(8, 8, false)]
+    [InlineData(2, 2, true)]
+    [InlineData(4, 4, true)]
+    [InlineData(8, 8, true)]
+    [InlineData(3, 5, true)]
+    [InlineData(1, 6, true)]
+    [InlineData(9, 9, true)]
+    public void GradientsMatchLibtorchs(int h, int w, bool channelsLastGradient)
     {
         using var scope = NewDisposeScope();
-        random.manual_seed(size);
+        random.manual_seed((h * 10) + w);
         using var conv = new DepthwiseConv2d(4, 7);
-        var x = randn(3, 4, size, size);
-        // A channels-last consumer (LayerNorm over C, as in ConvNeXt) sends back a gradient strided
-        // that way, which the matrix path copies to contiguous before its bmm backward.
-        var target = channelsLastGradient ? randn(3, size, size, 4).permute(0, 3, 1, 2) : randn(3, 4, size, size);
+        var x = randn(3, 4, h, w);
+        // A channels-last consumer (LayerNorm over C, as in ConvNeXt) sends back a gradient strided that way.
+        var target = channelsLastGradient ? randn(3, h, w, 4).permute(0, 3, 1, 2) : randn(3, 4, h, w);
 
         Tensor[] Grads(Func<Tensor, Tensor> f)
         {
             conv.zero_grad();
             var xi = x.clone().requires_grad_();
-            (f(xi) * target).sum().backward();
+            f(xi).backward([target]);
             return [xi.grad!.clone(), conv.Weight.grad!.clone(), conv.Bias.grad!.clone()];
         }
 
-        var viaConv = Grads(conv.ConvolutionForward);
-        var viaMatrix = Grads(conv.SpatialMatrixForward);
-        for (var i = 0; i < viaConv.Length; i++)
+        var reference = Grads(conv.ConvolutionForward);
+        var paths = new List<(string Path, Tensor[] Grads)> { ("module", Grads(conv.call)) };
+        if (h * w <= DepthwiseConv2d.MatrixGradientMaxPositions)
         {
-            Assert.True(viaConv[i].allclose(viaMatrix[i], rtol: 1e-4, atol: 1e-5), $"gradient {i} differs");
+            paths.Add(("small-map function", Grads(xi => SmallMapDepthwiseConv.Apply(xi, conv.Weight, conv.Bias, conv.TapIndex(h, w)))));
         }
-        // The weight gradient must reach the outer taps only where the map is large enough.
-        var outerTapGrad = viaMatrix[1][.., .., 0, 0].abs().sum().item<float>();
-        Assert.Equal(size > 3, outerTapGrad > 0);
+        string[] names = ["input", "weight", "bias"];
+        foreach (var (path, grads) in paths)
+        {
+            for (var i = 0; i < grads.Length; i++)
+            {
+                var diff = (grads[i] - reference[i]).abs().max().item<float>();
+                Assert.True(grads[i].allclose(reference[i], rtol: 1e-4, atol: 1e-5), $"{path}: {names[i]} gradient differs by {diff}");
+            }
+            // A tap reaches an output only where the map is large enough; the others get no gradient.
+            var g = grads[1].reshape(4, 7, 7).abs().sum(dim: 0);
+            for (var ky = 0; ky < 7; ky++)
+            {
+                for (var kx = 0; kx < 7; kx++)
+                {
+                    var reaches = Math.Abs(ky - 3) < h && Math.Abs(kx - 3) < w;
+                    Assert.True(reaches == (g[ky, kx].item<float>() > 0), $"{path}: tap ({ky},{kx}) on a {h}x{w} map");
+                }
+            }
+        }
     }
 
     [Fact]
