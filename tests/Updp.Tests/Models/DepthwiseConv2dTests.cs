@@ -144,6 +144,28 @@ public class DepthwiseConv2dTests
     }
 
     [Fact]
+    public void WeightGradientWithoutAnInputGradient()
+    {
+        // An input that needs no gradient (earlier layers frozen) still trains the weights.
+        using var scope = NewDisposeScope();
+        random.manual_seed(7);
+        using var conv = new DepthwiseConv2d(6, 7);
+        var x = randn(5, 4, 4, 6).permute(0, 3, 1, 2);
+        var target = randn(5, 6, 4, 4);
+        Tensor[] Grads(Func<Tensor, Tensor> f)
+        {
+            conv.zero_grad();
+            (f(x) * target).sum().backward();
+            return [conv.Weight.grad!.clone(), conv.Bias.grad!.clone()];
+        }
+        var reference = Grads(conv.ConvolutionForward);
+        var module = Grads(conv.call);
+        Assert.False(x.requires_grad);
+        Assert.True(module[0].allclose(reference[0], rtol: 1e-4, atol: 1e-5), "weight gradient differs");
+        Assert.True(module[1].allclose(reference[1], rtol: 1e-4, atol: 1e-5), "bias gradient differs");
+    }
+
+    [Fact]
     public void ParametersCarryConv2dNames()
     {
         using var conv = new DepthwiseConv2d(5, 7);
