@@ -148,11 +148,11 @@ internal sealed class ProgressiveInvertedResidual : nn.Module<Tensor, Tensor>, I
             // Padding with λ·BN₁(0): pad (inner − λ·c) with zeros, then add λ·c everywhere.
             var border = (BatchNormOfZero(e.Bn, z) * _lambda).view(1, -1, 1, 1);
             var padded = nn.functional.pad(inner - border, [1, 1, 1, 1]) + border;
-            h = nn.functional.conv2d(padded, dw.Conv.weight, dw.Conv.bias, strides: [dw.Stride, dw.Stride], groups: o.Hidden);
+            h = DepthwiseConvolution.Conv2d(padded, dw.Conv.weight, dw.Conv.bias, dw.Stride, [0, 0]);
         }
         else
         {
-            h = dw.Conv.call(input);
+            h = dw.Convolve(input);
         }
         var y = o.ProjectBn.call(o.Project.call(Act(dw.Bn.call(h))));
         return o.UseResidual ? o.DropPath.call(y) + input : y;

@@ -64,10 +64,6 @@ public class DepthwiseConv2dTests
             ("module, training", conv.call(x.clone().requires_grad_())),
             ("libtorch convolution", conv.ConvolutionForward(x)),
         };
-        if (h * w <= DepthwiseConv2d.MatrixGradientMaxPositions)
-        {
-            paths.Add(("small-map function", SmallMapDepthwiseConv.Apply(x, conv.Weight, conv.Bias, conv.TapIndex(h, w))));
-        }
         foreach (var (path, y) in paths)
         {
             Assert.Equal([n, c, h, w], y.shape);
@@ -118,10 +114,6 @@ public class DepthwiseConv2dTests
 
         var reference = Grads(conv.ConvolutionForward);
         var paths = new List<(string Path, Tensor[] Grads)> { ("module", Grads(conv.call)) };
-        if (h * w <= DepthwiseConv2d.MatrixGradientMaxPositions)
-        {
-            paths.Add(("small-map function", Grads(xi => SmallMapDepthwiseConv.Apply(xi, conv.Weight, conv.Bias, conv.TapIndex(h, w)))));
-        }
         string[] names = ["input", "weight", "bias"];
         foreach (var (path, grads) in paths)
         {
