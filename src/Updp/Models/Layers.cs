@@ -113,6 +113,9 @@ internal static class Init
                 case PatchConv2d patch:
                     TruncNormal(patch.Weight, patch.Bias);
                     break;
+                case DepthwiseConv2d dw:
+                    TruncNormal(dw.Weight, dw.Bias);
+                    break;
                 case Linear linear:
                     TruncNormal(linear.weight, linear.bias);
                     break;

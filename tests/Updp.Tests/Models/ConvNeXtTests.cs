@@ -50,9 +50,14 @@ public class ConvNeXtTests
     public void InitialisedWeightsFollowTimmsTruncatedNormal()
     {
         using var model = ModelRegistry.Create("convnext_atto");
-        var w = model.named_parameters().Single(p => p.name == "stages.2.blocks.0.mlp.fc1.weight").parameter;
-        Assert.InRange(w.std().item<float>(), 0.019, 0.021);
-        Assert.InRange(w.mean().item<float>(), -0.001, 0.001);
+        var p = model.named_parameters().ToDictionary(q => q.name, q => q.parameter);
+        // timm's _init_weights: every Conv2d (the depthwise conv_dw too) and Linear, biases zero.
+        foreach (var name in new[] { "stages.2.blocks.0.mlp.fc1.weight", "stages.1.blocks.1.conv_dw.weight", "stem.0.weight" })
+        {
+            Assert.InRange(p[name].std().item<float>(), 0.017, 0.023);
+            Assert.InRange(p[name].mean().item<float>(), -0.003, 0.003);
+        }
+        Assert.Equal(0, p["stages.1.blocks.1.conv_dw.bias"].abs().max().item<float>());
     }
 
     [Fact]
