@@ -43,13 +43,18 @@ internal static class ModelLoading
     public static List<Tensor> CheckInputs(string data, CheckpointMeta? meta, ImageClassifier model, int count, int? inputSize = null, int batch = 128)
     {
         var preprocessing = meta?.Preprocessing;
-        if (count > 0 && preprocessing is not null && model.Config.InChans == 1 && (inputSize is null || inputSize == preprocessing.InputSize))
+        if (preprocessing is not null && UsesRealImages(meta, model, count, inputSize))
         {
-            var test = DatasetCatalog.Resolve(data).LoadSplits().Test.Take(count);
+            // A check needs a sample, not every image: unusable files are left out, not fatal.
+            var test = DatasetCatalog.Resolve(data).LoadSplits(null, 0, new DataLoadOptions { SkipBadImages = true }).Test.Take(count);
             return TrainingRun.EvalLoader(test, preprocessing, batch).Epoch(0).Select(b => b.Images).ToList();
         }
         // A model built for one input size (DeiT) is checked at that size.
         var size = inputSize ?? preprocessing?.InputSize ?? model.Config.ImgSize ?? 32;
         return [randn(Math.Clamp(count, 1, 8), model.Config.InChans, size, size, generator: new Generator(0))];
     }
+
+    /// <summary>Whether <see cref="CheckInputs"/> uses real images for this checkpoint and size.</summary>
+    public static bool UsesRealImages(CheckpointMeta? meta, ImageClassifier model, int count, int? inputSize) =>
+        count > 0 && meta?.Preprocessing is { } p && p.ChannelCount == model.Config.InChans && (inputSize is null || inputSize == p.InputSize);
 }

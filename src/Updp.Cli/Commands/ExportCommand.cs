@@ -56,7 +56,7 @@ internal static class ExportCommand
             using var scope = NewDisposeScope();
             var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images), size);
             var real = inputs.Sum(x => x.shape[0]);
-            var realKind = loaded.Meta?.Preprocessing is not null && classifier.Config.InChans == 1 && size == loaded.Meta.Preprocessing.InputSize
+            var realKind = ModelLoading.UsesRealImages(loaded.Meta, classifier, parse.GetValue(images), size)
                 ? $"{real} test images" : $"{real} random inputs";
             // A batch of another size shows that the batch dimension is really free.
             inputs.Add(randn(3, classifier.Config.InChans, size, size, generator: new Generator(1)));

@@ -16,7 +16,7 @@ internal static class PredictCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Required = true;
         var model = CommonOptions.Model();
-        var images = new Option<string[]>("--images") { Description = "Image files (PNG, JPEG, BMP, GIF, TGA).", AllowMultipleArgumentsPerToken = true };
+        var images = new Option<string[]>("--images") { Description = "Image files (JPEG, PNG, BMP, WebP, GIF), prepared as the checkpoint records.", AllowMultipleArgumentsPerToken = true };
         var tensorFile = new Option<string?>("--tensor") { Description = "A .safetensors file holding one NCHW float tensor, run as is (no preprocessing)." };
         var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." };
         var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 };
@@ -91,19 +91,22 @@ internal static class PredictCommand
 
     private static (Tensor Input, List<string> Names) ReadImages(string[] files, CheckpointMeta? meta, long inChans)
     {
-        if (inChans != 1)
-        {
-            throw new ArgumentException($"--images supports one-channel models; this model takes {inChans} channels (use --tensor)");
-        }
         var preprocessing = meta?.Preprocessing
             ?? throw new ArgumentException("this checkpoint records no preprocessing (a bare state dict); use --tensor with prepared inputs");
+        if (preprocessing.ChannelCount != inChans)
+        {
+            throw new ArgumentException($"the checkpoint's preprocessing gives {preprocessing.ChannelCount} channels but the model takes {inChans}");
+        }
         var transform = preprocessing.EvaluationTransform();
         var batch = new float[files.Length * transform.OutputLength];
         for (var i = 0; i < files.Length; i++)
         {
-            var pixels = ImageFiles.ReadGrayscale(files[i], preprocessing.ImageSize);
-            transform.Apply(pixels, preprocessing.ImageSize, preprocessing.ImageSize, new Random(0), batch.AsSpan(i * transform.OutputLength, transform.OutputLength));
+            // MNIST-style models saw small gray images: the file is first brought to their size.
+            var image = preprocessing.IsResizeCrop || preprocessing.ChannelCount != 1
+                ? ImageReader.Default.Read(files[i], preprocessing.ChannelCount)
+                : new PixelImage(ImageFiles.ReadGrayscale(files[i], preprocessing.ImageSize), preprocessing.ImageSize, preprocessing.ImageSize, 1);
+            transform.Apply(image, new Random(0), batch.AsSpan(i * transform.OutputLength, transform.OutputLength));
         }
-        return (tensor(batch, [files.Length, 1, preprocessing.InputSize, preprocessing.InputSize]), files.ToList());
+        return (tensor(batch, [files.Length, preprocessing.ChannelCount, preprocessing.InputSize, preprocessing.InputSize]), files.ToList());
     }
 }

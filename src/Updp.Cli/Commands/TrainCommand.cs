@@ -10,7 +10,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Registered model name (see `updp models`).", Required = true };
-        var data = CommonOptions.Data();
+        var dataOptions = new DataCliOptions(withPreprocessing: true);
         var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs };
         var outDir = new Option<string>("--out") { Description = "Run directory for checkpoints and metrics.", Required = true };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
@@ -22,25 +22,33 @@ internal static class TrainCommand
         var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
         var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
         var seed = CommonOptions.Seed();
-        var inputSize = new Option<int>("--input-size") { Description = "Network input side; images are zero-padded to it.", DefaultValueFactory = _ => 32 };
+        var inputSize = new Option<int?>("--input-size") { Description = "Network input side (default 32 for MNIST-style data, zero-padded; 224 for image folders)." };
         var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." };
-        var valSize = new Option<int>("--val-size") { Description = "Validation images carved from the training set.", DefaultValueFactory = _ => 5000 };
+        var valSize = new Option<int?>("--val-size") { Description = "Validation images carved from the training set (default 5000 for MNIST-style data, 10 % for image folders without val/)." };
         var trainLimit = new Option<int?>("--train-limit") { Description = "Train on the first N training images only." };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop each epoch after N steps." };
-        var init = new Option<string?>("--checkpoint") { Description = "Start from these weights (our checkpoint or a PyTorch state dict)." };
+        var init = new Option<string?>("--checkpoint") { Description = "Start from these weights as they are (our checkpoint or a PyTorch state dict with the data's classes)." };
+        var pretrained = new Option<string?>("--pretrained") { Description = "Fine-tune from a timm/torchvision state dict (.pth/.safetensors, e.g. 1000 ImageNet classes): the classifier is re-initialised for the data's classes and the stem adapted to its channels." };
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
         var threads = CommonOptions.Threads();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
         {
-            model, data, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, resume, threads,
+            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, threads,
         };
+        dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            if (parse.GetValue(init) is not null && parse.GetValue(pretrained) is not null)
+            {
+                throw new ArgumentException("give --checkpoint (weights as they are) or --pretrained (adapted to the data's classes), not both");
+            }
             var options = new TrainRunOptions
             {
                 ModelName = parse.GetValue(model)!,
-                Data = parse.GetValue(data)!,
+                Data = parse.GetValue(dataOptions.Data)!,
+                DataOptions = dataOptions.Read(parse, parse.GetValue(inputSize)),
+                Pretrained = parse.GetValue(pretrained),
                 OutDir = parse.GetValue(outDir)!,
                 InputSize = parse.GetValue(inputSize),
                 StemStride = parse.GetValue(stemStride),
@@ -75,10 +83,18 @@ internal static class TrainCommand
         AnsiConsole.MarkupLine(Markup.Escape(
             $"training {options.ModelName} on {options.Data} for {options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, " +
             $"seed {options.Train.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
+        TrainingRun.TransferReported = t => AnsiConsole.MarkupLine(Markup.Escape(
+            $"fine-tuning {t.Source.Name} ({t.Source.NumClasses} classes, {t.Source.InChans} channels) from {options.Pretrained}: "
+            + (t.Replaced.Count == 0 ? "every tensor loaded as it is" : $"re-initialised {string.Join(", ", t.Replaced.Except(t.Adapted))}"
+                + (t.Adapted.Count > 0 ? $"; adapted to {t.Model.Config.InChans} input channels: {string.Join(", ", t.Adapted)}" : ""))));
         var metrics = ConsoleProgress.Train(options.ModelName, (progress, epochDone) => TrainingRun.Run(options, progress, epochDone));
         AnsiConsole.MarkupLine(Markup.Escape(
-            $"test top-1 {metrics.Top1:P2} (best epoch {metrics.BestEpoch}, val top-1 {metrics.ValTop1:P2}), {metrics.Params:N0} params, " +
+            $"{metrics.TestSplit} top-1 {metrics.Top1:P2} (best epoch {metrics.BestEpoch}, val top-1 {metrics.ValTop1:P2}), {metrics.Params:N0} params, " +
             $"{metrics.Macs:N0} MACs, {metrics.TrainSeconds:F0} s training"));
+        if (metrics.SkippedImages > 0)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape($"skipped {metrics.SkippedImages} bad image files (--skip-bad-images)"));
+        }
         AnsiConsole.MarkupLine(Markup.Escape($"wrote {Path.Combine(options.OutDir, "model.safetensors")} and {Path.Combine(options.OutDir, "metrics.json")}"));
         return metrics;
     }

@@ -170,6 +170,89 @@ public static class Checkpoint
     /// <exception cref="CheckpointException">The checkpoint cannot be read or does not fit the model; the message names the file and tensors.</exception>
     public static LoadedCheckpoint Load(string path, string? modelName = null, CheckpointLoadOptions? options = null)
     {
+        var (meta, config, source, stateDict) = ReadSource(path, modelName);
+        try
+        {
+            if (options?.Configure is { } configure)
+            {
+                config = configure(config);
+            }
+            var model = options?.CreateModel is { } create ? create(config, meta) : Create(config, path);
+            try
+            {
+                StateDict.LoadInto(model, source, path);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            model.eval();
+            return new LoadedCheckpoint(model, meta);
+        }
+        finally
+        {
+            foreach (var t in stateDict.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint (usually a timm or torchvision ImageNet state dict) into a model for
+    /// <paramref name="numClasses"/> classes and <paramref name="inChans"/> input channels, for
+    /// fine-tuning: a classifier whose class count differs is left freshly initialised (listed in
+    /// <see cref="TransferResult.Replaced"/>), and a stem conv made for other input channels is
+    /// adapted as timm's <c>adapt_input_conv</c> does (3 → 1 sums over the input channels, 1 → C
+    /// repeats and divides by C; listed in <see cref="TransferResult.Adapted"/>). Every other
+    /// tensor must fit exactly. The model is returned in training mode.
+    /// </summary>
+    /// <exception cref="CheckpointException">The checkpoint cannot be read or does not fit the model apart from head and stem.</exception>
+    public static TransferResult LoadForTransfer(string path, string? modelName, int numClasses, int inChans, Func<ModelConfig, ModelConfig>? configure = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numClasses);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inChans);
+        var (meta, original, source, stateDict) = ReadSource(path, modelName);
+        try
+        {
+            var config = original with { NumClasses = numClasses, InChans = inChans };
+            if (configure is not null)
+            {
+                config = configure(config);
+            }
+            var model = Create(config, path);
+            try
+            {
+                var (adapted, replaced, changed) = TransferAdapter.Adapt(model.state_dict(), source, original, config);
+                StateDict.LoadInto(model, adapted, path);
+                foreach (var t in changed)
+                {
+                    t.Dispose();
+                }
+                model.train();
+                return new TransferResult(model, replaced.Select(r => r.Name).ToList(), replaced.Where(r => r.Adapted).Select(r => r.Name).ToList(), original, meta);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var t in stateDict.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    // The checkpoint's sidecar (null for a bare state dict), the configuration it was saved with or
+    // that its tensors imply, its tensors under our names, and the raw tensors to dispose.
+    private static (CheckpointMeta? Meta, ModelConfig Config, IReadOnlyDictionary<string, Tensor> Source, Dictionary<string, Tensor> Raw) ReadSource(
+        string path, string? modelName)
+    {
         if (!File.Exists(path))
         {
             throw new CheckpointException(
@@ -218,29 +301,15 @@ public static class Checkpoint
                 }
                 config = adapter.InferConfig(modelName!, source, path);
             }
-            if (options?.Configure is { } configure)
-            {
-                config = configure(config);
-            }
-            var model = options?.CreateModel is { } create ? create(config, meta) : Create(config, path);
-            try
-            {
-                StateDict.LoadInto(model, source, path);
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-            model.eval();
-            return new LoadedCheckpoint(model, meta);
+            return (meta, config, source, stateDict);
         }
-        finally
+        catch
         {
             foreach (var t in stateDict.Values)
             {
                 t.Dispose();
             }
+            throw;
         }
     }
 

@@ -5,16 +5,19 @@ using TorchSharp;
 namespace Updp.Data;
 
 /// <summary>
-/// Cuts a <see cref="LabeledImages"/> set into batches of transformed image tensors, one epoch at a
-/// time. A background thread transforms upcoming batches into plain arrays while the consumer
-/// trains on the current one; tensors are only created on the consumer's thread because TorchSharp
-/// dispose scopes are per thread. Everything random derives from <c>Seed + epoch</c>, so an epoch
-/// repeats exactly.
+/// Cuts an <see cref="ImageDataset"/> into batches of transformed image tensors, one epoch at a
+/// time. A background thread prepares upcoming batches (a bounded queue of
+/// <see cref="BatchLoaderOptions.PrefetchBatches"/>) into plain arrays while the consumer trains on
+/// the current one; tensors are only created on the consumer's thread because TorchSharp dispose
+/// scopes are per thread. Images that must be decoded from files are prepared in parallel, each
+/// with a random stream of its own derived from the seed, the epoch and its position, so the
+/// batches do not depend on the number of threads or their timing. Everything random derives from
+/// <c>Seed + epoch</c>, so an epoch repeats exactly.
 /// </summary>
 public sealed class BatchLoader
 {
-    private readonly LabeledImages _images;
-    private readonly ImageTransform _transform;
+    private readonly ImageDataset _images;
+    private readonly IImageTransform _transform;
     private readonly BatchLoaderOptions _options;
 
     // Full-size image buffers are recycled because each is large enough to land on the large
@@ -22,7 +25,7 @@ public sealed class BatchLoader
     private readonly ConcurrentQueue<float[]> _freeBuffers = new();
 
     /// <summary>Creates a loader; nothing runs until an epoch is enumerated.</summary>
-    public BatchLoader(LabeledImages images, ImageTransform transform, BatchLoaderOptions? options = null)
+    public BatchLoader(ImageDataset images, IImageTransform transform, BatchLoaderOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(transform);
@@ -47,6 +50,12 @@ public sealed class BatchLoader
 
     /// <summary>Side length T of the square images in each batch.</summary>
     public int ImageSize => _transform.TargetSize;
+
+    /// <summary>Channels C of the images in each batch.</summary>
+    public int Channels => _transform.Channels;
+
+    /// <summary>The images batches are cut from.</summary>
+    public ImageDataset Images => _images;
 
     // Runs on the producer thread before each batch is prepared; lets tests inject failures.
     internal Action<int>? BeforeBatchPrepared { get; init; }
@@ -77,7 +86,7 @@ public sealed class BatchLoader
     {
         var count = prepared.Labels.Length;
         var size = ImageSize;
-        var images = torch.tensor(prepared.Images, [count, 1, size, size]);
+        var images = torch.tensor(prepared.Images, [count, Channels, size, size]);
         var labels = torch.tensor(prepared.Labels, [count]);
         if (prepared.Images.Length == BatchSize * _transform.OutputLength)
         {
@@ -98,21 +107,51 @@ public sealed class BatchLoader
         return order;
     }
 
-    private PreparedBatch Prepare(ReadOnlySpan<int> indices, Random random)
+    private PreparedBatch Prepare(int[] indices, Random random, int epoch, int start)
     {
         var length = _transform.OutputLength;
         var images = indices.Length == BatchSize && _freeBuffers.TryDequeue(out var free)
             ? free
             : new float[indices.Length * length];
         var labels = new long[indices.Length];
-        for (var i = 0; i < indices.Length; i++)
+        if (!_images.PreparesInParallel)
         {
-            var index = indices[i];
-            _transform.Apply(_images.GetImage(index), _images.Height, _images.Width, random, images.AsSpan(i * length, length));
-            labels[i] = _images.Labels[index];
+            for (var i = 0; i < indices.Length; i++)
+            {
+                var index = indices[i];
+                _transform.Apply(_images.GetPixels(index).ToChannels(Channels), random, images.AsSpan(i * length, length));
+                labels[i] = _images.LabelOf(index);
+            }
+
+            return new PreparedBatch(images, labels);
+        }
+
+        try
+        {
+            Parallel.For(0, indices.Length, new ParallelOptions { MaxDegreeOfParallelism = _options.Workers }, i =>
+            {
+                var index = indices[i];
+                var own = new Random(SampleSeed(_options.Seed, epoch, start + i));
+                _transform.Apply(_images.GetPixels(index).ToChannels(Channels), own, images.AsSpan(i * length, length));
+                labels[i] = _images.LabelOf(index);
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
 
         return new PreparedBatch(images, labels);
+    }
+
+    // A seed for the image at `position` of `epoch`'s order (SplitMix64 finaliser over the three
+    // values): independent streams that do not depend on which thread prepares the image.
+    internal static int SampleSeed(int seed, int epoch, int position)
+    {
+        var z = unchecked(((ulong)(uint)seed << 32) ^ ((ulong)(uint)epoch << 20) ^ (ulong)(uint)position);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        return unchecked((int)(z ^ (z >> 31)));
     }
 
     private sealed record PreparedBatch(float[] Images, long[] Labels);
@@ -172,8 +211,8 @@ public sealed class BatchLoader
                     _stop.Token.ThrowIfCancellationRequested();
                     _loader.BeforeBatchPrepared?.Invoke(batch);
                     var start = batch * options.BatchSize;
-                    var indices = order.AsSpan(start, Math.Min(options.BatchSize, order.Length - start));
-                    _queue.Add(_loader.Prepare(indices, augmentRandom), _stop.Token);
+                    var indices = order.AsSpan(start, Math.Min(options.BatchSize, order.Length - start)).ToArray();
+                    _queue.Add(_loader.Prepare(indices, augmentRandom, _epoch, start), _stop.Token);
                 }
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)

@@ -17,4 +17,7 @@ public sealed record BatchLoaderOptions
 
     /// <summary>Batches prepared ahead of the consumer on the background thread.</summary>
     public int PrefetchBatches { get; init; } = 3;
+
+    /// <summary>Threads that decode and transform the images of one batch, for sets read from files.</summary>
+    public int Workers { get; init; } = Environment.ProcessorCount;
 }

@@ -30,16 +30,33 @@ public static class DatasetCatalog
     ];
 
     /// <summary>
-    /// Resolves <paramref name="spec"/>: <c>fashion-mnist</c> and <c>mnist</c> are looked up in
+    /// Resolves <paramref name="spec"/>: a <c>.csv</c> file is a list of <c>path,label</c> rows and a
+    /// directory with a <c>train</c> folder an image folder (<see cref="ImageFolderSource"/>);
+    /// <c>fashion-mnist</c> and <c>mnist</c> are looked up in
     /// <c>$UPDP_DATA/&lt;name&gt;</c> (when the variable is set) and then in
-    /// <c>/usr/share/datasets/&lt;name&gt;</c>; anything else must be a directory holding the four
+    /// <c>/usr/share/datasets/&lt;name&gt;</c>; any other directory must hold the four
     /// idx files, each either raw or with a .gz suffix (write <c>./mnist</c> for a local directory
     /// that shares a catalog name). Names are case-insensitive. Files are located but not read.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">No directory was found; the message lists where it was looked for.</exception>
     /// <exception cref="FileNotFoundException">The directory lacks one of the four files.</exception>
-    public static DatasetSource Resolve(string spec) =>
-        Resolve(spec, Environment.GetEnvironmentVariable(DataDirectoryVariable), SystemDataDirectory);
+    public static IDataSource Resolve(string spec)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(spec);
+        if (spec.EndsWith(".csv", StringComparison.OrdinalIgnoreCase))
+        {
+            return File.Exists(spec)
+                ? ImageFolderSource.List(spec)
+                : throw new FileNotFoundException($"file list '{spec}' does not exist (expected a CSV file of 'path,label' rows)", spec);
+        }
+
+        if (ImageFolderSource.IsImageFolder(spec))
+        {
+            return ImageFolderSource.Folder(spec);
+        }
+
+        return Resolve(spec, Environment.GetEnvironmentVariable(DataDirectoryVariable), SystemDataDirectory);
+    }
 
     internal static DatasetSource Resolve(string spec, string? userDataDirectory, string systemDataDirectory)
     {
@@ -65,7 +82,8 @@ public static class DatasetCatalog
         {
             throw new DirectoryNotFoundException(
                 $"Dataset '{spec}' is neither a known dataset name ({FashionMnistName}, {MnistName}) nor an existing directory "
-                + $"(looked for directory '{Path.GetFullPath(spec)}'). A dataset directory must hold {DescribeExpectedFiles()}.");
+                + $"(looked for directory '{Path.GetFullPath(spec)}'). A dataset directory holds train/<class>/<images> (and optionally val/ and test/), "
+                + $"or {DescribeExpectedFiles()}; a .csv file lists 'path,label' rows.");
         }
 
         return FromDirectory(spec, spec, classNames: null, normalization: null);

@@ -1,7 +1,7 @@
 namespace Updp.Data;
 
 /// <summary>
-/// Where a dataset's four idx files are, plus what is known about it in advance. Obtain one from
+/// Where an MNIST-style dataset's four idx files are, plus what is known about it in advance. Obtain one from
 /// <see cref="DatasetCatalog.Resolve(string)"/>.
 /// </summary>
 /// <param name="Name">Catalog name (<c>fashion-mnist</c>, <c>mnist</c>) or the directory given.</param>
@@ -20,8 +20,15 @@ public sealed record DatasetSource(
     string TestImagesPath,
     string TestLabelsPath,
     IReadOnlyList<string>? ClassNames,
-    Normalization? Normalization)
+    Normalization? Normalization) : IDataSource
 {
+    /// <inheritdoc/>
+    public int DefaultValidationCount(int trainCount) => DataSplits.DefaultValidationCount;
+
+    /// <inheritdoc/>
+    DataSplits IDataSource.LoadSplits(int? validationCount, int seed, DataLoadOptions? options) =>
+        LoadSplits(validationCount ?? DataSplits.DefaultValidationCount, seed);
+
     /// <summary>Reads the train and test files and carves a validation split from train.</summary>
     /// <param name="validationCount">Training images moved to the validation split.</param>
     /// <param name="seed">Seed of the shuffle that picks the validation images.</param>

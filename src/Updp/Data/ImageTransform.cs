@@ -1,13 +1,13 @@
 namespace Updp.Data;
 
 /// <summary>
-/// Turns one uint8 H×W image into a normalised float32 T×T plane (T = <see cref="TargetSize"/>):
+/// The MNIST-style transform: turns one uint8 H×W image (of any channel count C) into normalised float32 C×T×T planes (T = <see cref="TargetSize"/>):
 /// zero-pad (or centre-crop) to T×T, then for training a random crop of the T×T image padded by
 /// <see cref="CropPadding"/> zero pixels on each side (torchvision's <c>RandomCrop(T, padding)</c>) and a
 /// horizontal flip with probability 0.5, then <c>(x / 255 - mean) / std</c>. Padding is zero in
 /// pixel space, so it ends up as <c>-mean / std</c> after normalisation, as it does in torchvision.
 /// </summary>
-public sealed class ImageTransform
+public sealed class ImageTransform : IImageTransform
 {
     /// <summary>Side length CIFAR-style architectures expect.</summary>
     public const int DefaultTargetSize = 32;
@@ -15,33 +15,26 @@ public sealed class ImageTransform
     /// <summary>Random-crop padding: 2 rather than CIFAR's 4: on Fashion-MNIST it trained faster in short runs (docs/BENCHMARKS.md).</summary>
     public const int DefaultCropPadding = 2;
 
-    private readonly float[] _lookup;
+    // One 256-entry table per channel: pixels take 256 values, so normalising is a look-up.
+    private readonly float[][] _lookup;
 
-    private ImageTransform(Normalization normalization, int targetSize, int cropPadding, bool horizontalFlip)
+    private ImageTransform(ChannelNormalization normalization, int targetSize, int cropPadding, bool horizontalFlip)
     {
         ArgumentNullException.ThrowIfNull(normalization);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(targetSize);
         ArgumentOutOfRangeException.ThrowIfNegative(cropPadding);
-        if (!(normalization.Std > 0) || !float.IsFinite(normalization.Std) || !float.IsFinite(normalization.Mean))
-        {
-            throw new ArgumentException($"Normalisation needs a finite mean and a positive finite std, got {normalization}.", nameof(normalization));
-        }
-
         Normalization = normalization;
         TargetSize = targetSize;
         CropPadding = cropPadding;
         HorizontalFlip = horizontalFlip;
-
-        // Pixels take 256 values, so normalising is a table look-up.
-        _lookup = new float[256];
-        for (var value = 0; value < 256; value++)
-        {
-            _lookup[value] = ((value / 255f) - normalization.Mean) / normalization.Std;
-        }
+        _lookup = normalization.LookupTables();
     }
 
-    /// <summary>Normalisation applied last.</summary>
-    public Normalization Normalization { get; }
+    /// <summary>Normalisation applied last, one mean and std per channel.</summary>
+    public ChannelNormalization Normalization { get; }
+
+    /// <inheritdoc/>
+    public int Channels => Normalization.Channels;
 
     /// <summary>Side of the square output.</summary>
     public int TargetSize { get; }
@@ -55,17 +48,33 @@ public sealed class ImageTransform
     /// <summary>Whether <see cref="Apply"/> draws from its random generator at all.</summary>
     public bool IsRandom => CropPadding > 0 || HorizontalFlip;
 
-    /// <summary>Floats written per image: 1 × T × T.</summary>
-    public int OutputLength => TargetSize * TargetSize;
+    /// <summary>Floats written per image: C × T × T.</summary>
+    public int OutputLength => Channels * TargetSize * TargetSize;
 
-    /// <summary>Training augmentation: pad to <paramref name="targetSize"/>, random crop, random flip, normalise.</summary>
+    /// <summary>Training augmentation of one-channel images: pad to <paramref name="targetSize"/>, random crop, random flip, normalise.</summary>
     public static ImageTransform ForTraining(
         Normalization normalization, int targetSize = DefaultTargetSize, int cropPadding = DefaultCropPadding, bool horizontalFlip = true) =>
+        new(ChannelNormalization.From(normalization), targetSize, cropPadding, horizontalFlip);
+
+    /// <summary>Training augmentation with one mean and std per channel.</summary>
+    public static ImageTransform ForTraining(
+        ChannelNormalization normalization, int targetSize, int cropPadding, bool horizontalFlip) =>
         new(normalization, targetSize, cropPadding, horizontalFlip);
 
-    /// <summary>Evaluation: pad to <paramref name="targetSize"/> and normalise; no randomness.</summary>
+    /// <summary>Evaluation of one-channel images: pad to <paramref name="targetSize"/> and normalise; no randomness.</summary>
     public static ImageTransform ForEvaluation(Normalization normalization, int targetSize = DefaultTargetSize) =>
+        new(ChannelNormalization.From(normalization), targetSize, cropPadding: 0, horizontalFlip: false);
+
+    /// <summary>Evaluation with one mean and std per channel.</summary>
+    public static ImageTransform ForEvaluation(ChannelNormalization normalization, int targetSize) =>
         new(normalization, targetSize, cropPadding: 0, horizontalFlip: false);
+
+    /// <inheritdoc/>
+    public void Apply(PixelImage image, Random random, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        Apply(image.Pixels.Span, image.Height, image.Width, image.Channels, Sample(random), destination);
+    }
 
     /// <summary>
     /// Transforms one image into <paramref name="destination"/> (<see cref="OutputLength"/> floats,
@@ -75,7 +84,7 @@ public sealed class ImageTransform
     public void Apply(ReadOnlySpan<byte> image, int height, int width, Random random, Span<float> destination)
     {
         ArgumentNullException.ThrowIfNull(random);
-        Apply(image, height, width, Sample(random), destination);
+        Apply(image, height, width, 1, Sample(random), destination);
     }
 
     internal Augmentation Sample(Random random)
@@ -91,13 +100,21 @@ public sealed class ImageTransform
         return new Augmentation(top, left, flip);
     }
 
-    internal void Apply(ReadOnlySpan<byte> image, int height, int width, Augmentation augmentation, Span<float> destination)
+    internal void Apply(ReadOnlySpan<byte> image, int height, int width, Augmentation augmentation, Span<float> destination) =>
+        Apply(image, height, width, 1, augmentation, destination);
+
+    internal void Apply(ReadOnlySpan<byte> image, int height, int width, int channels, Augmentation augmentation, Span<float> destination)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
-        if (image.Length != height * width)
+        if (channels != Channels)
         {
-            throw new ArgumentException($"Expected {height * width} pixels for a {height}x{width} image, got {image.Length}.", nameof(image));
+            throw new ArgumentException($"Expected {Channels}-channel images, got {channels} channels.", nameof(channels));
+        }
+
+        if (image.Length != height * width * channels)
+        {
+            throw new ArgumentException($"Expected {height * width * channels} bytes for a {height}x{width}x{channels} image, got {image.Length}.", nameof(image));
         }
 
         var size = TargetSize;
@@ -110,22 +127,27 @@ public sealed class ImageTransform
         // (y + rowShift, column(x) + columnShift), and anything outside the source is padding.
         var rowShift = augmentation.CropTop - CropPadding - ((size - height) / 2);
         var columnShift = augmentation.CropLeft - CropPadding - ((size - width) / 2);
-        var padding = _lookup[0];
-        for (var y = 0; y < size; y++)
+        for (var c = 0; c < channels; c++)
         {
-            var row = destination.Slice(y * size, size);
-            var sourceRow = y + rowShift;
-            if ((uint)sourceRow >= (uint)height)
+            var lookup = _lookup[c];
+            var padding = lookup[0];
+            var plane = destination.Slice(c * size * size, size * size);
+            for (var y = 0; y < size; y++)
             {
-                row.Fill(padding);
-                continue;
-            }
+                var row = plane.Slice(y * size, size);
+                var sourceRow = y + rowShift;
+                if ((uint)sourceRow >= (uint)height)
+                {
+                    row.Fill(padding);
+                    continue;
+                }
 
-            var source = image.Slice(sourceRow * width, width);
-            for (var x = 0; x < size; x++)
-            {
-                var sourceColumn = (augmentation.Flip ? size - 1 - x : x) + columnShift;
-                row[x] = (uint)sourceColumn < (uint)width ? _lookup[source[sourceColumn]] : padding;
+                var source = image.Slice(sourceRow * width * channels, width * channels);
+                for (var x = 0; x < size; x++)
+                {
+                    var sourceColumn = (augmentation.Flip ? size - 1 - x : x) + columnShift;
+                    row[x] = (uint)sourceColumn < (uint)width ? lookup[source[(sourceColumn * channels) + c]] : padding;
+                }
             }
         }
     }

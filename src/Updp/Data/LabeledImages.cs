@@ -5,7 +5,7 @@ namespace Updp.Data;
 /// Instances never change after construction; <see cref="Take"/> and <see cref="Subset"/> return
 /// new sets.
 /// </summary>
-public sealed class LabeledImages
+public sealed class LabeledImages : ImageDataset
 {
     private readonly byte[] _pixels;
     private readonly byte[] _labels;
@@ -48,8 +48,8 @@ public sealed class LabeledImages
         ClassNames = classNames;
     }
 
-    /// <summary>Number of images.</summary>
-    public int Count => _labels.Length;
+    /// <inheritdoc/>
+    public override int Count => _labels.Length;
 
     /// <summary>Image height in pixels.</summary>
     public int Height { get; }
@@ -60,11 +60,22 @@ public sealed class LabeledImages
     /// <summary>Pixels per image, H×W (there is one channel).</summary>
     public int PixelsPerImage => Height * Width;
 
-    /// <summary>Class names indexed by label.</summary>
-    public IReadOnlyList<string> ClassNames { get; }
+    /// <inheritdoc/>
+    public override IReadOnlyList<string> ClassNames { get; }
 
-    /// <summary>Number of classes, the model's output width.</summary>
-    public int ClassCount => ClassNames.Count;
+    /// <inheritdoc/>
+    public override string Origin => "in-memory images";
+
+    /// <inheritdoc/>
+    public override int LabelOf(int index) => _labels[index];
+
+    /// <inheritdoc/>
+    public override PixelImage GetPixels(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
+        return new PixelImage(_pixels.AsMemory(index * PixelsPerImage, PixelsPerImage), Height, Width, 1);
+    }
 
     /// <summary>All pixels, N×H×W.</summary>
     public ReadOnlySpan<byte> Pixels => _pixels;
@@ -80,20 +91,8 @@ public sealed class LabeledImages
         return _pixels.AsSpan(index * PixelsPerImage, PixelsPerImage);
     }
 
-    /// <summary>Number of images of each class, indexed by label.</summary>
-    public int[] CountPerClass()
-    {
-        var counts = new int[ClassCount];
-        foreach (var label in _labels)
-        {
-            counts[label]++;
-        }
-
-        return counts;
-    }
-
     /// <summary>The first <c>min(count, Count)</c> images, for quick runs on a slice.</summary>
-    public LabeledImages Take(int count)
+    public new LabeledImages Take(int count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count >= Count)
@@ -106,7 +105,7 @@ public sealed class LabeledImages
     }
 
     /// <summary>The images at <paramref name="indices"/>, in that order (repeats allowed).</summary>
-    public LabeledImages Subset(ReadOnlySpan<int> indices)
+    public override LabeledImages Subset(ReadOnlySpan<int> indices)
     {
         var size = PixelsPerImage;
         var pixels = new byte[(long)indices.Length * size];

@@ -13,15 +13,24 @@ public sealed record TrainRunOptions
     /// <summary>Registered model name; ignored when <see cref="InitCheckpoint"/> has a sidecar.</summary>
     public required string ModelName { get; init; }
 
-    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
+    /// <summary><c>fashion-mnist</c>, <c>mnist</c>, a directory with the four idx files, an image folder or a CSV file list.</summary>
     public required string Data { get; init; }
+
+    /// <summary>Preprocessing overrides, bad-image handling and the decoded cache.</summary>
+    public DataOptions DataOptions { get; init; } = new();
+
+    /// <summary>
+    /// Fine-tune from these weights (a timm/torchvision state dict or our checkpoint) with the
+    /// classifier re-initialised for the data's classes and the stem adapted to its channels.
+    /// </summary>
+    public string? Pretrained { get; init; }
 
     public required string OutDir { get; init; }
 
     public TrainOptions Train { get; init; } = new();
 
-    /// <summary>Network input side; 28×28 images are zero-padded to it.</summary>
-    public int InputSize { get; init; } = 32;
+    /// <summary>Network input side (null: 32 for MNIST-style data, 224 for image folders); 28×28 images are zero-padded to it.</summary>
+    public int? InputSize { get; init; }
 
     /// <summary>Stem stride; null uses the family's small-input setting when the input is ≤ 64 px.</summary>
     public int? StemStride { get; init; }
@@ -34,7 +43,8 @@ public sealed record TrainRunOptions
     /// <summary>Random horizontal flips in the training augmentation.</summary>
     public bool HorizontalFlip { get; init; } = true;
 
-    public int ValidationCount { get; init; } = DataSplits.DefaultValidationCount;
+    /// <summary>Validation images carved from training; null: 5,000 for MNIST-style data, 10 % for image folders.</summary>
+    public int? ValidationCount { get; init; }
 
     /// <summary>Seed of the shuffle that picks the validation images; null uses <see cref="TrainOptions.Seed"/>.</summary>
     public int? SplitSeed { get; init; }
@@ -56,6 +66,12 @@ public sealed record TrainMetrics
 {
     [JsonPropertyName("model")] public required string Model { get; init; }
     [JsonPropertyName("top1")] public double Top1 { get; init; }
+
+    /// <summary>The split <see cref="Top1"/> was measured on: <c>test</c>, or <c>val</c> for a data set without a test split.</summary>
+    [JsonPropertyName("test_split")] public string TestSplit { get; init; } = "test";
+
+    /// <summary>Images left out as unusable (<c>--skip-bad-images</c>).</summary>
+    [JsonPropertyName("skipped_images")] public int SkippedImages { get; init; }
     [JsonPropertyName("test_loss")] public double TestLoss { get; init; }
     [JsonPropertyName("val_top1")] public double ValTop1 { get; init; }
     [JsonPropertyName("best_epoch")] public int BestEpoch { get; init; }
@@ -120,7 +136,7 @@ public static class TrainingRun
     {
         var data = LoadData(options);
         random.manual_seed(options.Train.Seed);
-        using var model = CreateModel(options, data.Splits);
+        using var model = CreateModel(options, data);
         return Run(options, data, model, new TrainRunHooks(), progress, epochDone, cancellation).Metrics!;
     }
 
@@ -133,26 +149,36 @@ public static class TrainingRun
     {
         ArgumentNullException.ThrowIfNull(options);
         return LoadData(options.Data, new ValidationSplit(options.ValidationCount, options.SplitSeed ?? options.Train.Seed),
-            options.TrainLimit, preprocessing, options.InputSize);
+            options.TrainLimit, preprocessing, options.DataOptions with { InputSize = options.InputSize ?? options.DataOptions.InputSize });
     }
 
     /// <summary>
     /// Loads data set <paramref name="data"/> (see <see cref="DatasetCatalog.Resolve"/>), holds out
     /// <paramref name="split"/>'s validation images and keeps the first <paramref name="trainLimit"/>
-    /// training images. Without <paramref name="preprocessing"/>, images are normalised with the
-    /// training split's statistics and padded to <paramref name="inputSize"/>.
+    /// training images. Without <paramref name="preprocessing"/> (a checkpoint's), images are
+    /// prepared as <paramref name="dataOptions"/> says on top of the data kind's defaults
+    /// (<see cref="DataOptions.DefaultPreprocessing"/>). With a cache directory, the splits read
+    /// decoded images from it (built on first use).
     /// </summary>
     public static RunData LoadData(string data, ValidationSplit split, int? trainLimit = null, Preprocessing? preprocessing = null,
-        int inputSize = ImageTransform.DefaultTargetSize)
+        DataOptions? dataOptions = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(split);
-        var splits = DatasetCatalog.Resolve(data).LoadSplits(split.ValidationCount, split.Seed);
+        dataOptions ??= new DataOptions();
+        var source = DatasetCatalog.Resolve(data);
+        var splits = source.LoadSplits(split.ValidationCount, split.Seed,
+            new DataLoadOptions { SkipBadImages = dataOptions.SkipBadImages, Progress = dataOptions.Progress });
         if (trainLimit is int limit)
         {
             splits = splits with { Train = splits.Train.Take(limit) };
         }
-        return new RunData(splits, preprocessing ?? Preprocessing.For(splits.Train, splits.Normalization, inputSize), split);
+        var prepared = preprocessing ?? dataOptions.DefaultPreprocessing(splits);
+        if (dataOptions.CacheDirectory is { } cache)
+        {
+            splits = splits.WithCache(cache, prepared, dataOptions.SkipBadImages, dataOptions.Progress);
+        }
+        return new RunData(splits, prepared, split with { ValidationCount = split.ValidationCount ?? splits.Validation.Count });
     }
 
     /// <summary>
@@ -198,6 +224,8 @@ public static class TrainingRun
         {
             Model = bestModel.Config.Name,
             Top1 = test.Top1,
+            TestSplit = splits.TestName,
+            SkippedImages = splits.SkippedImages.Count,
             TestLoss = test.Loss,
             ValTop1 = state.BestValTop1,
             BestEpoch = state.BestEpoch,
@@ -222,14 +250,40 @@ public static class TrainingRun
     /// <summary>The shuffled, augmented training batches of a run (the last partial batch dropped).</summary>
     public static BatchLoader TrainLoader(TrainRunOptions options, RunData data) =>
         new(data.Splits.Train,
-            ImageTransform.ForTraining(data.Preprocessing.Normalization, data.Preprocessing.InputSize, options.CropPadding, options.HorizontalFlip),
+            data.Preprocessing.TrainingTransform(options.CropPadding, options.HorizontalFlip),
             new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed });
 
-    public static BatchLoader EvalLoader(LabeledImages images, Preprocessing preprocessing, int batchSize = 256) =>
+    /// <summary>Batches of <paramref name="images"/> in order, prepared for evaluation.</summary>
+    public static BatchLoader EvalLoader(ImageDataset images, Preprocessing preprocessing, int batchSize = 256) =>
         new(images, preprocessing.EvaluationTransform(), new BatchLoaderOptions { BatchSize = batchSize });
 
-    private static ImageClassifier CreateModel(TrainRunOptions options, DataSplits splits)
+    /// <summary>Receives the tensors <see cref="CreateModel"/> did not take from <see cref="TrainRunOptions.Pretrained"/> as they were.</summary>
+    public static Action<TransferResult>? TransferReported { get; set; }
+
+    /// <summary>
+    /// The model a run trains: from <see cref="TrainRunOptions.InitCheckpoint"/> as it is, from
+    /// <see cref="TrainRunOptions.Pretrained"/> adapted to the data's classes and channels, or
+    /// freshly initialised for the data's input size, channels and classes.
+    /// </summary>
+    public static ImageClassifier CreateModel(TrainRunOptions options, RunData data)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        var splits = data.Splits;
+        var channels = data.Preprocessing.ChannelCount;
+        if (options.Pretrained is { } pretrained)
+        {
+            var transfer = Checkpoint.LoadForTransfer(pretrained, options.ModelName, splits.Train.ClassCount, channels,
+                c => c with { DropPathRate = options.DropPathRate });
+            if (transfer.Model.Config.ImgSize is int fixedSize && fixedSize != data.Preprocessing.InputSize)
+            {
+                transfer.Model.Dispose();
+                throw new ArgumentException(
+                    $"'{pretrained}' is a {options.ModelName} built for {fixedSize}px inputs; give --input-size {fixedSize}");
+            }
+            TransferReported?.Invoke(transfer);
+            return transfer.Model;
+        }
         if (options.InitCheckpoint is { } init)
         {
             var loaded = Checkpoint.Load(init, options.ModelName, new CheckpointLoadOptions
@@ -244,7 +298,7 @@ public static class TrainingRun
             }
             return loaded.Model;
         }
-        var config = ModelConfig.ForInput(options.ModelName, options.InputSize, inChans: 1, splits.Train.ClassCount, options.StemStride);
+        var config = ModelConfig.ForInput(options.ModelName, data.Preprocessing.InputSize, channels, splits.Train.ClassCount, options.StemStride);
         return ModelRegistry.Create(config with { DropPathRate = options.DropPathRate });
     }
 

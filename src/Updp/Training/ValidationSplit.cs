@@ -7,12 +7,12 @@ namespace Updp.Training;
 
 /// <summary>
 /// Which training images a run held out for validation (<see cref="DataSplits.Create"/>'s count and
-/// seed). Training runs record it in their checkpoints' sidecars under <c>extra.split</c>, so that
+/// seed; a null count means the data set's default). Training runs record it in their checkpoints' sidecars under <c>extra.split</c>, so that
 /// the pruning stages that start from a checkpoint hold out the same images: the subnet search must
 /// score on images the supernet was not trained on.
 /// </summary>
 public sealed record ValidationSplit(
-    [property: JsonPropertyName("validation_count")] int ValidationCount,
+    [property: JsonPropertyName("validation_count")] int? ValidationCount,
     [property: JsonPropertyName("seed")] int Seed)
 {
     /// <summary>The key under <see cref="CheckpointMeta.Extra"/>.</summary>

@@ -64,9 +64,9 @@ public class DataSplitsTests
         var splits = DataSplits.Create(full, test, validationCount: 40, seed: 5);
 
         var expected = DataSplits.SplitIndices(count, 40, seed: 5);
-        Assert.Equal(expected.Train, Origins(splits.Train));
-        Assert.Equal(expected.Validation, Origins(splits.Validation));
-        Assert.All(Enumerable.Range(0, splits.Validation.Count), i => Assert.Equal(Origins(splits.Validation)[i] % 7, splits.Validation.Labels[i]));
+        Assert.Equal(expected.Train, Origins((LabeledImages)splits.Train));
+        Assert.Equal(expected.Validation, Origins((LabeledImages)splits.Validation));
+        Assert.All(Enumerable.Range(0, splits.Validation.Count), i => Assert.Equal(Origins((LabeledImages)splits.Validation)[i] % 7, splits.Validation.LabelOf(i)));
         Assert.Same(test, splits.Test);
     }
 

@@ -31,6 +31,9 @@ public enum FinetuneInit
 /// <summary>What stage 3, progressive subnet training, needs (<c>updp finetune</c>).</summary>
 public sealed record FinetuneOptions
 {
+    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
+    public Data.DataOptions DataOptions { get; init; } = new();
+
     /// <summary>
     /// The default stage-3 recipe: a quarter of the 12-epoch baseline's epochs at
     /// <see cref="FineTuningLearningRate"/> (fine-tuning starts from trained weights).
@@ -208,7 +211,7 @@ public static class ProgressiveFinetune
         }
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
         var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
-        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model, options.DataOptions);
         var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
             options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
 

@@ -13,6 +13,9 @@ namespace Updp.Pruning;
 /// <summary>What <see cref="PrunePipeline"/> needs (<c>updp prune</c>): the four stages' settings in one place.</summary>
 public sealed record PruneOptions
 {
+    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
+    public Data.DataOptions DataOptions { get; init; } = new();
+
     /// <summary>The baseline (an Updp checkpoint with sidecar, every block original).</summary>
     public required string Checkpoint { get; init; }
 
@@ -278,6 +281,7 @@ public static class PrunePipeline
             {
                 Checkpoint = options.Checkpoint,
                 Data = options.Data,
+                DataOptions = options.DataOptions,
                 OutDir = supernetDir,
                 MaxPruned = maxPruned,
                 Candidates = candidates,
@@ -307,6 +311,7 @@ public static class PrunePipeline
             {
                 Checkpoint = supernet,
                 Data = options.Data,
+                DataOptions = options.DataOptions,
                 Blocks = options.Blocks,
                 OutDir = outDir,
                 Candidates = candidates,
@@ -338,6 +343,7 @@ public static class PrunePipeline
             {
                 Checkpoint = supernet,
                 Data = options.Data,
+                DataOptions = options.DataOptions,
                 OutDir = finetuneDir,
                 Blocks = chosen,
                 Method = options.Method,
@@ -449,7 +455,7 @@ public static class PrunePipeline
         var baselineLoaded = StageData.LoadCheckpoint(options.Checkpoint);
         using var baseline = baselineLoaded.Model;
         var split = StageData.ResolveSplit(options.ValidationCount, null, baselineLoaded.Meta, options.Supernet.Seed);
-        var data = StageData.LoadData(options.Data, split, options.TrainLimit, baselineLoaded.Meta, baseline);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, baselineLoaded.Meta, baseline, options.DataOptions);
 
         double maxAbsDiff, tolerance;
         if (File.Exists(merged))

@@ -24,7 +24,7 @@ internal static class StageData
     {
         var recorded = ValidationSplit.FromMeta(meta);
         return new ValidationSplit(
-            validationCount ?? recorded?.ValidationCount ?? DataSplits.DefaultValidationCount,
+            validationCount ?? recorded?.ValidationCount,
             splitSeed ?? recorded?.Seed ?? fallbackSeed);
     }
 
@@ -32,9 +32,9 @@ internal static class StageData
     /// Loads the data, prepared as the checkpoint's sidecar says (input size, normalisation) when it
     /// records it, and checks that the model has as many classes as the data.
     /// </summary>
-    public static RunData LoadData(string data, ValidationSplit split, int? trainLimit, CheckpointMeta? meta, ImageClassifier model)
+    public static RunData LoadData(string data, ValidationSplit split, int? trainLimit, CheckpointMeta? meta, ImageClassifier model, DataOptions? dataOptions = null)
     {
-        var run = TrainingRun.LoadData(data, split, trainLimit, meta?.Preprocessing);
+        var run = TrainingRun.LoadData(data, split, trainLimit, meta?.Preprocessing, dataOptions);
         if (model.Config.NumClasses != run.Splits.Train.ClassCount)
         {
             throw new ArgumentException($"the model has {model.Config.NumClasses} classes but the data set '{data}' has {run.Splits.Train.ClassCount}");

@@ -42,6 +42,9 @@ public sealed record SearchStrategy
 /// <summary>What stage 2, subnet search, needs (<c>updp search</c>).</summary>
 public sealed record SearchOptions
 {
+    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
+    public Data.DataOptions DataOptions { get; init; } = new();
+
     /// <summary>
     /// The supernet (stage 1's <c>supernet.safetensors</c>); a baseline works too (its candidate
     /// blocks are pruned first). No block may be merged or dropped.
@@ -181,7 +184,7 @@ public static class SubnetSearch
         StageData.SetLambdas(model, model.PrunedBlocks().Select(p => p.Block.Index).Except(candidates).ToList(), new HashSet<int>());
 
         var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Strategy.Seed);
-        var data = StageData.LoadData(options.Data, split, trainLimit: null, loaded.Meta, model);
+        var data = StageData.LoadData(options.Data, split, trainLimit: null, loaded.Meta, model, options.DataOptions);
         var validation = options.ValidationLimit is int limit ? data.Splits.Validation.Take(limit) : data.Splits.Validation;
         if (validation.Count == 0)
         {

@@ -9,6 +9,9 @@ namespace Updp.Pruning;
 /// <summary>What stage 1, supernet training, needs (<c>updp supernet</c>).</summary>
 public sealed record SupernetOptions
 {
+    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
+    public Data.DataOptions DataOptions { get; init; } = new();
+
     /// <summary>The baseline: an Updp checkpoint whose candidate blocks are original (or already pruned).</summary>
     public required string Checkpoint { get; init; }
 
@@ -119,7 +122,7 @@ public static class SupernetTraining
         StageData.RequireUnmerged(model, candidates, options.Checkpoint);
         var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed);
         var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
-        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model);
+        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model, options.DataOptions);
         var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
             options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
 
