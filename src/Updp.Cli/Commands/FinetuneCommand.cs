@@ -16,7 +16,8 @@ internal static class FinetuneCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Description = "The initial weights F: the supernet (OUT/supernet.safetensors of `updp supernet`) or the baseline; see --init.";
         checkpoint.Required = true;
-        var data = CommonOptions.Data();
+        var dataOptions = new DataCliOptions(withPreprocessing: false);
+        var data = dataOptions.Data;
         var pruned = new Option<string>("--pruned") { Description = "S: the blocks to prune, e.g. 3,5,8 (0-based, e.g. the first candidate of search.json).", Required = true };
         var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => FinetuneOptions.DefaultRecipe.Epochs };
         var method = new Option<string>("--method")
@@ -49,6 +50,8 @@ internal static class FinetuneCommand
             checkpoint, data, pruned, epochs, method, init, ramp, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
             distill, alpha, temperature, resume, threads,
         };
+        command.Options.Add(dataOptions.SkipBadImages);
+        command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
@@ -56,6 +59,7 @@ internal static class FinetuneCommand
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
+                DataOptions = dataOptions.Read(parse),
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = CommonOptions.ParseBlocks("--pruned", parse.GetValue(pruned)),
                 Method = ParseMethod(parse.GetValue(method)),

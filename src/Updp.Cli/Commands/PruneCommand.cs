@@ -17,7 +17,8 @@ internal static class PruneCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Description = "The baseline: an Updp checkpoint (.safetensors + .json sidecar), e.g. OUT/model.safetensors of `updp train`.";
         checkpoint.Required = true;
-        var data = CommonOptions.Data();
+        var dataOptions = new DataCliOptions(withPreprocessing: false);
+        var data = dataOptions.Data;
         var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks to prune (with --latency-budget: default the fewest that can fit it)." };
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
@@ -62,6 +63,8 @@ internal static class PruneCommand
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
             batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads,
         };
+        command.Options.Add(dataOptions.SkipBadImages);
+        command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
@@ -77,6 +80,7 @@ internal static class PruneCommand
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
+                DataOptions = dataOptions.Read(parse),
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = parse.GetValue(blocks) ?? (parse.GetValue(budget) is null
                     ? throw new ArgumentException("give --blocks K (how many blocks to prune) or --latency-budget MS")

@@ -15,7 +15,8 @@ internal static class SearchCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Description = "The supernet (OUT/supernet.safetensors of `updp supernet`); a baseline works too.";
         checkpoint.Required = true;
-        var data = CommonOptions.Data();
+        var dataOptions = new DataCliOptions(withPreprocessing: false);
+        var data = dataOptions.Data;
         var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks each candidate subset prunes (with --latency-budget: default the fewest that can fit it)." };
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
@@ -41,6 +42,8 @@ internal static class SearchCommand
         {
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
         };
+        command.Options.Add(dataOptions.SkipBadImages);
+        command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
@@ -51,6 +54,7 @@ internal static class SearchCommand
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
+                DataOptions = dataOptions.Read(parse),
                 Blocks = k,
                 Latency = latency,
                 OutDir = parse.GetValue(outDir)!,

@@ -16,7 +16,8 @@ internal static class SupernetCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Description = "The baseline: an Updp checkpoint (.safetensors + .json sidecar), e.g. OUT/model.safetensors of `updp train`.";
         checkpoint.Required = true;
-        var data = CommonOptions.Data();
+        var dataOptions = new DataCliOptions(withPreprocessing: false);
+        var data = dataOptions.Data;
         var epochs = new Option<int>("--epochs") { Description = "Supernet training epochs.", DefaultValueFactory = _ => 3 };
         var maxPruned = new Option<int>("--max-pruned") { Description = "K_max: each step prunes a random subset of 0..K_max candidate blocks.", Required = true };
         var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
@@ -38,6 +39,8 @@ internal static class SupernetCommand
             checkpoint, data, epochs, maxPruned, candidates, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
             distill, alpha, temperature, resume, threads,
         };
+        command.Options.Add(dataOptions.SkipBadImages);
+        command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
@@ -45,6 +48,7 @@ internal static class SupernetCommand
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
                 Data = parse.GetValue(data)!,
+                DataOptions = dataOptions.Read(parse),
                 OutDir = parse.GetValue(outDir)!,
                 MaxPruned = parse.GetValue(maxPruned),
                 Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,

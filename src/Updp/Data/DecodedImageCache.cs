@@ -12,7 +12,7 @@ namespace Updp.Data;
 /// training's random resized crop starts from that image instead of the full-size one (timm's and
 /// FFCV's practice for cached data). The file's name is a hash of the source files (path, size,
 /// modification time), the stored side, channels and filter, so any change to them makes a new
-/// cache and the old one is removed.
+/// cache and the old one is removed. One file per set of files (train and validation each have theirs).
 /// </summary>
 public sealed class DecodedImageCache : IDisposable
 {
@@ -117,7 +117,11 @@ public sealed class DecodedImageCache : IDisposable
         }
 
         var key = Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
-        var prefix = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(set.Origin))))[..12].ToLowerInvariant();
+
+        // The set is its ordered list of files: a cache of the same files with other contents or
+        // settings is stale and replaced; another set (train and val of one folder) keeps its own.
+        var names = string.Join("\n", set.Paths.Select(Path.GetFullPath));
+        var prefix = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(names)))[..12].ToLowerInvariant();
         return (prefix, key);
     }
 

@@ -37,7 +37,7 @@ public sealed record ImageReader
     public static ImageReader Default { get; } = new();
 
     /// <summary>The library that decodes.</summary>
-    public IImageDecoder Decoder { get; init; } = new StbImageDecoder();
+    public IImageDecoder Decoder { get; init; } = new SkiaImageDecoder();
 
     /// <summary>Images with a side shorter than this are refused.</summary>
     public int MinSide { get; init; } = DefaultMinSide;

@@ -178,11 +178,33 @@ public sealed class ImageFolderSource : IDataSource
         return files;
     }
 
+    // The canonical path of a folder with every symbolic link resolved, in any component (what
+    // realpath(3) gives), so that a folder reached through a link is recognised as visited.
     private static string RealPath(string dir)
     {
-        var info = new DirectoryInfo(dir);
-        var target = info.LinkTarget is null ? info : info.ResolveLinkTarget(returnFinalTarget: true) as DirectoryInfo ?? info;
-        return System.IO.Path.GetFullPath(target.FullName).TrimEnd('/');
+        var full = System.IO.Path.GetFullPath(dir).TrimEnd('/');
+        var parent = System.IO.Path.GetDirectoryName(full);
+        if (string.IsNullOrEmpty(parent) || full.Length == 0)
+        {
+            return "/";
+        }
+
+        var real = System.IO.Path.Combine(RealPath(parent), System.IO.Path.GetFileName(full));
+        for (var hops = 0; new DirectoryInfo(real).LinkTarget is { } target; hops++)
+        {
+            if (hops >= 40)
+            {
+                throw new InvalidDataException($"'{dir}': too many levels of symbolic links");
+            }
+
+            var resolved = System.IO.Path.IsPathRooted(target) ? target : System.IO.Path.Combine(System.IO.Path.GetDirectoryName(real)!, target);
+            var resolvedParent = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(resolved).TrimEnd('/'));
+            real = string.IsNullOrEmpty(resolvedParent)
+                ? "/"
+                : System.IO.Path.Combine(RealPath(resolvedParent), System.IO.Path.GetFileName(System.IO.Path.GetFullPath(resolved).TrimEnd('/')));
+        }
+
+        return real;
     }
 
     private Listing ReadList()
