@@ -1,5 +1,3 @@
-using Spectre.Console;
-
 namespace Updp.Cli;
 
 /// <summary>Turns the library's input errors into one clear line on stderr and exit code 2.</summary>
@@ -13,7 +11,6 @@ internal static class CliErrors
         }
         catch (Exception e) when (IsUserError(e))
         {
-            var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             // ArgumentException appends " (Parameter 'x')", which names our code, not the user's input.
             var message = e is ArgumentException a && a.ParamName is not null
                 ? a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal)
@@ -23,7 +20,8 @@ internal static class CliErrors
                 // "…\nActual value was 99." becomes one line.
                 message = $"{message.Split('\n')[0].TrimEnd()} (got {actual})";
             }
-            err.MarkupLine($"[red]error:[/] {Markup.Escape(message)}");
+            // Plain text: a console library would wrap a long path over several lines.
+            Console.Error.WriteLine($"error: {message}");
             return 2;
         }
     }
