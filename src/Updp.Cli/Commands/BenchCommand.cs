@@ -20,11 +20,12 @@ internal static class BenchCommand
         var model = new Option<string?>("--model") { Description = "Registered model name (random weights are fine for latency)." };
         var checkpoint = CommonOptions.Checkpoint();
         var pruned = new Option<string?>("--pruned") { Description = "Also time the model with these blocks pruned and merged (0-based, e.g. 6,7,8), against the unpruned one." };
-        var resolutions = new Option<int[]>("--resolution") { Description = "Input sides, e.g. 32,224.", DefaultValueFactory = _ => [32], CustomParser = CommonOptions.ParseIntList };
+        var resolutions = new Option<int[]?>("--resolution") { Description = "Input sides, e.g. 32,224 (default: the checkpoint's input size, else 32).", CustomParser = CommonOptions.ParseIntList };
         var batches = new Option<int[]>("--batch") { Description = "Batch sizes, e.g. 1,32.", DefaultValueFactory = _ => [1, 32], CustomParser = CommonOptions.ParseIntList };
         var engines = new Option<string>("--engine") { Description = "torchsharp, onnxruntime or both (comma-separated).", DefaultValueFactory = _ => "torchsharp" };
-        var mode = new Option<string>("--mode") { Description = "infer (eval forward) or train (AdamW step, TorchSharp only).", DefaultValueFactory = _ => "infer" };
-        mode.AcceptOnlyFromAmong("infer", "train");
+        var mode = new Option<string>("--mode") { Description = "infer (eval forward), train (AdamW step, TorchSharp only) or data (the training loader alone on --data, from files and --cache).", DefaultValueFactory = _ => "infer" };
+        mode.AcceptOnlyFromAmong("infer", "train", "data");
+        var dataOptions = new DataCliOptions(withPreprocessing: true);
         var inChans = new Option<int>("--in-chans") { Description = "Input channels (with --model).", DefaultValueFactory = _ => 1 };
         var numClasses = new Option<int>("--num-classes") { Description = "Classes (with --model).", DefaultValueFactory = _ => 10 };
         var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (with --model; default: small-input setting at ≤ 64 px)." };
@@ -36,9 +37,15 @@ internal static class BenchCommand
         {
             model, checkpoint, pruned, resolutions, batches, engines, mode, inChans, numClasses, stemStride, runs, warmup, json, threads,
         };
+        dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            if (parse.GetValue(mode) == "data")
+            {
+                return LoaderBench.Run(parse, dataOptions, parse.GetValue(checkpoint), parse.GetValue(resolutions)?.FirstOrDefault(),
+                    parse.GetValue(batches)![0], parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(json));
+            }
             var engineList = ParseEngines(parse.GetValue(engines)!);
             var blocks = parse.GetValue(pruned) is { } p ? CommonOptions.ParseBlocks("--pruned", p) : null;
             var (warmupRuns, timedRuns) = (parse.GetValue(warmup), parse.GetValue(runs));
@@ -56,7 +63,9 @@ internal static class BenchCommand
             var trainRows = new List<(string Model, int Resolution, LatencyStats Stats)>();
             try
             {
-                foreach (var resolution in parse.GetValue(resolutions)!)
+                var sides = parse.GetValue(resolutions) is { Length: > 0 } given ? given
+                    : [loaded?.Meta?.Preprocessing?.InputSize ?? loaded?.Model.Config.ImgSize ?? 32];
+                foreach (var resolution in sides)
                 {
                     var subject = loaded?.Model ?? ModelLoading.FromOptions(null, parse.GetValue(model),
                         parse.GetValue(inChans), parse.GetValue(numClasses), parse.GetValue(stemStride), resolution);

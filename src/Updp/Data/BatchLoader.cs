@@ -51,6 +51,9 @@ public sealed class BatchLoader
     /// <summary>Side length T of the square images in each batch.</summary>
     public int ImageSize => _transform.TargetSize;
 
+    /// <summary>Threads that prepare the images of a batch read from files.</summary>
+    public int Workers => _images.PreparesInParallel ? _options.Workers : 1;
+
     /// <summary>Channels C of the images in each batch.</summary>
     public int Channels => _transform.Channels;
 

@@ -8,4 +8,11 @@ namespace Updp.Training;
 public sealed record TrainProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Accuracy, double ImagesPerSecond, double LearningRate, TimeSpan Eta);
 
 /// <summary>What one epoch achieved.</summary>
-public sealed record EpochResult(int Epoch, double TrainLoss, double TrainTop1, double ValTop1, double ValLoss, double Seconds, bool IsBest);
+public sealed record EpochResult(int Epoch, double TrainLoss, double TrainTop1, double ValTop1, double ValLoss, double Seconds, bool IsBest)
+{
+    /// <summary>Of the training time, the seconds the step waited for its batch (decoding and augmenting not hidden by the prefetch).</summary>
+    public double DataSeconds { get; init; }
+
+    /// <summary>Seconds of the training steps alone (the epoch without validation).</summary>
+    public double TrainSeconds { get; init; }
+}

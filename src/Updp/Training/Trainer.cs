@@ -78,12 +78,16 @@ public sealed class Trainer
         {
             cancellation.ThrowIfCancellationRequested();
             var clock = Stopwatch.StartNew();
-            var (trainLoss, trainTop1) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
+            var (trainLoss, trainTop1, dataSeconds) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
             var trainSeconds = clock.Elapsed.TotalSeconds;
             BeforeEvaluate?.Invoke((long)epoch * stepsPerEpoch, totalSteps);
             var valResult = Evaluator.Evaluate(_model, val.Epoch(0));
             var isBest = valResult.Top1 > state.BestValTop1 && (CanBeBest?.Invoke(epoch) ?? true);
-            var result = new EpochResult(epoch, trainLoss, trainTop1, valResult.Top1, valResult.Loss, clock.Elapsed.TotalSeconds, isBest);
+            var result = new EpochResult(epoch, trainLoss, trainTop1, valResult.Top1, valResult.Loss, clock.Elapsed.TotalSeconds, isBest)
+            {
+                DataSeconds = dataSeconds,
+                TrainSeconds = trainSeconds,
+            };
             history.Add(result);
             state = new TrainState(epoch,
                 isBest ? valResult.Top1 : state.BestValTop1,
@@ -99,7 +103,7 @@ public sealed class Trainer
         return state;
     }
 
-    private (double Loss, double Top1) TrainEpoch(FusedAdamW optimizer, BatchLoader train, int epoch, int steps,
+    private (double Loss, double Top1, double DataSeconds) TrainEpoch(FusedAdamW optimizer, BatchLoader train, int epoch, int steps,
         LearningRateSchedule schedule, IProgress<TrainProgress>? progress, CancellationToken cancellation)
     {
         _model.train();
@@ -109,12 +113,20 @@ public sealed class Trainer
         long correct = 0, seen = 0;
         var step = 0;
         var clock = Stopwatch.StartNew();
-        foreach (var batch in train.Epoch(epoch))
+
+        // Time spent waiting for the next batch is data time the prefetch did not hide.
+        var waiting = new Stopwatch();
+        using var batches = train.Epoch(epoch).GetEnumerator();
+        while (step < steps)
         {
-            if (step == steps)
+            waiting.Start();
+            var more = batches.MoveNext();
+            waiting.Stop();
+            if (!more)
             {
                 break;
             }
+            var batch = batches.Current;
             cancellation.ThrowIfCancellationRequested();
             var globalStep = (long)(epoch - 1) * steps + step;
             var lr = schedule.At(globalStep);
@@ -149,6 +161,8 @@ public sealed class Trainer
                     seen / Math.Max(elapsed, 1e-9), lr, TimeSpan.FromSeconds(secondsPerStep * remainingSteps)));
             }
         }
-        return seen == 0 ? throw new InvalidOperationException("the training set yielded no batches") : (lossSum / seen, (double)correct / seen);
+        return seen == 0
+            ? throw new InvalidOperationException("the training set yielded no batches")
+            : (lossSum / seen, (double)correct / seen, waiting.Elapsed.TotalSeconds);
     }
 }
