@@ -14,7 +14,7 @@ internal static class CommonOptions
         new("--model") { Description = "Model name (see `updp models`); needed for state dicts without a sidecar." };
 
     public static Option<string> Data() =>
-        new("--data") { Description = "fashion-mnist, mnist, or a directory holding the four idx files.", DefaultValueFactory = _ => "fashion-mnist" };
+        new("--data") { Description = "fashion-mnist, mnist, a directory of idx files, an image folder (DIR/train/<class>/*, optional val/ and test/) or a CSV list of path,label rows (docs/DATA.md).", DefaultValueFactory = _ => "fashion-mnist" };
 
     public static Option<int> Seed() => new("--seed") { Description = "Random seed (initialisation, data order, augmentation, validation split)." };
 

@@ -170,7 +170,7 @@ internal static class ConsoleProgress
     private static void PrintEpoch(EpochResult epoch) => AnsiConsole.MarkupLine(Markup.Escape(
         $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +
         $"{(epoch.IsBest ? " (best)" : "")} | {epoch.Seconds:F0} s" +
-        (epoch.TrainSeconds > 0 && epoch.DataSeconds >= 0.05 * epoch.TrainSeconds ? $" (waited {epoch.DataSeconds:F0} s for data)" : "")));
+        (epoch.DataSeconds >= 0.5 && epoch.DataSeconds >= 0.05 * epoch.TrainSeconds ? $" (waited {epoch.DataSeconds:F1} s for data)" : "")));
 
     /// <summary>The progress display every verb uses: a bar per task with elapsed and remaining time.</summary>
     private static Progress Bars() => AnsiConsole.Progress()

@@ -18,6 +18,12 @@ internal sealed class DataCliOptions
         _withPreprocessing = withPreprocessing;
     }
 
+    /// <summary>Smallest input side a model is built for.</summary>
+    public const int MinInputSize = 8;
+
+    /// <summary>Largest input side: 2048² RGB float batches already take 48 MB per image.</summary>
+    public const int MaxInputSize = 2048;
+
     public Option<string> Data { get; } = CommonOptions.Data();
 
     public Option<bool> SkipBadImages { get; } =
@@ -59,6 +65,10 @@ internal sealed class DataCliOptions
     /// <summary>The data options given, checked; errors name the option and what it accepts.</summary>
     public DataOptions Read(ParseResult parse, int? inputSize = null)
     {
+        if (inputSize is < MinInputSize or > MaxInputSize)
+        {
+            throw new ArgumentException($"--input-size must be {MinInputSize}–{MaxInputSize} pixels, got {inputSize}");
+        }
         var options = new DataOptions
         {
             InputSize = inputSize,
@@ -86,9 +96,9 @@ internal sealed class DataCliOptions
             }
         }
         var cropPct = parse.GetValue(CropPct);
-        if (cropPct is { } c && !(c > 0 && c <= 2))
+        if (cropPct is { } c && !(c >= 0.25 && c <= 2))
         {
-            throw new ArgumentException($"--crop-pct must be in (0, 2], got {c}");
+            throw new ArgumentException($"--crop-pct must be in [0.25, 2] (timm uses 0.875–1), got {c}");
         }
         var transform = parse.GetValue(Transform)?.Replace('-', '_');
         if (transform is not (null or Preprocessing.PadTransform or Preprocessing.ResizeCropTransformName))

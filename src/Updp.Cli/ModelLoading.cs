@@ -46,7 +46,7 @@ internal static class ModelLoading
         if (preprocessing is not null && UsesRealImages(meta, model, count, inputSize))
         {
             // A check needs a sample, not every image: unusable files are left out, not fatal.
-            var test = DatasetCatalog.Resolve(data).LoadSplits(null, 0, new DataLoadOptions { SkipBadImages = true }).Test.Take(count);
+            var test = DatasetCatalog.Resolve(data).LoadSplits(null, 0, new DataLoadOptions { SkipBadImages = true, TestOnly = true }).Test.Take(count);
             return TrainingRun.EvalLoader(test, preprocessing, batch).Epoch(0).Select(b => b.Images).ToList();
         }
         // A model built for one input size (DeiT) is checked at that size.

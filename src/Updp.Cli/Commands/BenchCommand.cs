@@ -43,7 +43,7 @@ internal static class BenchCommand
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(mode) == "data")
             {
-                return LoaderBench.Run(parse, dataOptions, parse.GetValue(checkpoint), parse.GetValue(resolutions)?.FirstOrDefault(),
+                return LoaderBench.Run(parse, dataOptions, parse.GetValue(checkpoint), parse.GetValue(resolutions) is { Length: > 0 } r ? r[0] : null,
                     parse.GetValue(batches)![0], parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(json));
             }
             var engineList = ParseEngines(parse.GetValue(engines)!);

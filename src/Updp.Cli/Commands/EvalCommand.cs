@@ -36,7 +36,7 @@ internal static class EvalCommand
             var data = parse.GetValue(dataOptions.Data)!;
             var loaded = ModelLoading.Load(path, parse.GetValue(model));
             using var classifier = loaded.Model;
-            var options = dataOptions.Read(parse, parse.GetValue(inputSize)) with { Channels = (int)classifier.Config.InChans };
+            var options = dataOptions.Read(parse, parse.GetValue(inputSize)) with { Channels = (int)classifier.Config.InChans, TestOnly = true };
             var run = TrainingRun.LoadData(data, new ValidationSplit(null, 0), preprocessing: loaded.Meta?.Preprocessing, dataOptions: options);
             var splits = run.Splits;
             if (splits.Test.ClassCount != classifier.Config.NumClasses)

@@ -21,6 +21,7 @@ internal static class TrainCommand
         var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => Data.ImageTransform.DefaultCropPadding };
         var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
         var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
+        var lsInit = new Option<double?>("--ls-init") { Description = "ConvNeXt: initial layer scale of a model trained from scratch (timm's 1e-6 suits long runs; short ones learn faster with 0.1)." };
         var seed = CommonOptions.Seed();
         var inputSize = new Option<int?>("--input-size") { Description = "Network input side (default 32 for MNIST-style data, zero-padded; 224 for image folders)." };
         var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." };
@@ -33,12 +34,20 @@ internal static class TrainCommand
         var threads = CommonOptions.Threads();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
         {
-            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, threads,
+            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, lsInit, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, threads,
         };
         dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            if (parse.GetValue(batch) < 1)
+            {
+                throw new ArgumentException($"--batch-size must be ≥ 1, got {parse.GetValue(batch)}");
+            }
+            if (parse.GetValue(valSize) is < 0)
+            {
+                throw new ArgumentException($"--val-size must be ≥ 0, got {parse.GetValue(valSize)}");
+            }
             if (parse.GetValue(init) is not null && parse.GetValue(pretrained) is not null)
             {
                 throw new ArgumentException("give --checkpoint (weights as they are) or --pretrained (adapted to the data's classes), not both");
@@ -53,6 +62,9 @@ internal static class TrainCommand
                 InputSize = parse.GetValue(inputSize),
                 StemStride = parse.GetValue(stemStride),
                 DropPathRate = parse.GetValue(dropPath),
+                LayerScaleInit = parse.GetValue(lsInit) is { } ls && !(ls > 0 && double.IsFinite(ls))
+                    ? throw new ArgumentException($"--ls-init must be a positive number, got {ls}")
+                    : parse.GetValue(lsInit),
                 CropPadding = parse.GetValue(cropPadding),
                 HorizontalFlip = !parse.GetValue(noFlip),
                 ValidationCount = parse.GetValue(valSize),

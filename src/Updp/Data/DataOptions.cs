@@ -37,6 +37,9 @@ public sealed record DataOptions
     /// <summary>Leave out images that cannot be used, and count them, instead of failing.</summary>
     public bool SkipBadImages { get; init; }
 
+    /// <summary>Only the test split is needed (evaluation): the others are not checked or cached.</summary>
+    public bool TestOnly { get; init; }
+
     /// <summary>Directory of decoded caches (<see cref="DecodedImageCache"/>); null decodes every epoch.</summary>
     public string? CacheDirectory { get; init; }
 
@@ -52,8 +55,22 @@ public sealed record DataOptions
         ArgumentNullException.ThrowIfNull(splits);
         var transform = Transform ?? (splits.IsIdx ? Preprocessing.PadTransform : Preprocessing.ResizeCropTransformName);
         var channels = Channels ?? (splits.IsIdx ? 1 : 3);
+        foreach (var (name, values) in new[] { ("--mean", Mean), ("--std", Std) })
+        {
+            if (values is not null && values.Count != 1 && values.Count != channels)
+            {
+                throw new ArgumentException($"{name} has {values.Count} values; a {channels}-channel model takes 1 or {channels}");
+            }
+        }
+
+        // What is not given keeps the default of the data's kind: its own statistics for MNIST-style
+        // data, ImageNet's otherwise.
+        var defaults = splits.IsIdx && transform == Preprocessing.PadTransform
+            ? ChannelNormalization.From(splits.Normalization).ForChannels(channels)
+            : ChannelNormalization.ImageNet.ForChannels(channels);
         ChannelNormalization? normalization = Mean is not null || Std is not null
-            ? new ChannelNormalization(Mean ?? Std!.Select(_ => 0f).ToArray(), Std ?? Mean!.Select(_ => 1f).ToArray()).ForChannels(channels)
+            ? new ChannelNormalization(
+                Spread(Mean, channels) ?? defaults.Mean, Spread(Std, channels) ?? defaults.Std)
             : null;
         switch (transform)
         {
@@ -61,9 +78,7 @@ public sealed record DataOptions
                 return Preprocessing.ResizeCrop(InputSize ?? 224, channels, normalization, CropPct ?? ResizeCropTransform.DefaultCropPct,
                     Interpolation ?? Data.Interpolation.Bicubic, Scale, Ratio);
             case Preprocessing.PadTransform:
-                var norm = normalization ?? (splits.IsIdx
-                    ? ChannelNormalization.From(splits.Normalization).ForChannels(channels)
-                    : ChannelNormalization.ImageNet.ForChannels(channels));
+                var norm = normalization ?? defaults;
                 var inputSize = InputSize ?? ImageTransform.DefaultTargetSize;
                 var imageSize = splits.Train is LabeledImages idx ? idx.Height : inputSize;
                 return new Preprocessing(imageSize, inputSize, norm.Mean[0], norm.Std[0])
@@ -77,4 +92,7 @@ public sealed record DataOptions
                 throw new ArgumentException($"--transform '{transform}' is not known; expected {Preprocessing.PadTransform} or {Preprocessing.ResizeCropTransformName}");
         }
     }
+
+    private static IReadOnlyList<float>? Spread(IReadOnlyList<float>? values, int channels) =>
+        values is [var one] && channels > 1 ? Enumerable.Repeat(one, channels).ToArray() : values;
 }

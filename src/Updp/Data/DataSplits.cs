@@ -119,7 +119,7 @@ public sealed record DataSplits(ImageDataset Train, ImageDataset Validation, Ima
     /// data is in memory already and returned as it is.
     /// </summary>
     public DataSplits WithCache(string directory, Preprocessing preprocessing, bool skipBad = false,
-        IProgress<(string Stage, int Done, int Total)>? progress = null)
+        IProgress<(string Stage, int Done, int Total)>? progress = null, bool testOnly = false)
     {
         ArgumentNullException.ThrowIfNull(preprocessing);
         if (IsIdx)
@@ -142,6 +142,11 @@ public sealed record DataSplits(ImageDataset Train, ImageDataset Validation, Ima
             var missing = Enumerable.Range(0, cache.Count).Where(cache.IsMissing).ToHashSet();
             skipped.AddRange(missing.Select(i => new BadImageException(files.PathOf(i), "cannot be decoded")));
             return cached.Without(missing);
+        }
+
+        if (testOnly)
+        {
+            return this with { Test = Attach(Test, TestName), SkippedImages = skipped };
         }
 
         var train = Attach(Train, "train");

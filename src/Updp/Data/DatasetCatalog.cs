@@ -111,8 +111,8 @@ public static class DatasetCatalog
         }
 
         throw new FileNotFoundException(
-            $"Dataset directory '{directory}' has no {role} file: looked for '{raw}' and '{gzip}'. "
-            + $"A dataset directory must hold {DescribeExpectedFiles()}.",
+            $"Dataset directory '{directory}' is neither an image folder (no 'train' folder; expected {directory}/train/<class>/<images>) "
+            + $"nor an idx data set (no {role} file '{raw}[.gz]').",
             gzip);
     }
 

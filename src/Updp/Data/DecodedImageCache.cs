@@ -145,21 +145,16 @@ public sealed class DecodedImageCache : IDisposable
             {
                 var n = Math.Min(chunk, count - start);
                 var decoded = new PixelImage?[n];
-                Parallel.For(0, n, i =>
+                try
                 {
-                    try
-                    {
-                        var image = set.Reader.Read(set.PathOf(start + i), 3).ToChannels(channels);
-                        var (w, h) = shorterSide is int side ? ResizeCropTransform.ShorterSideTo(image.Width, image.Height, side) : (image.Width, image.Height);
-                        decoded[i] = w == image.Width && h == image.Height
-                            ? image
-                            : new PixelImage(Resampling.Resize(image, w, h, interpolation), h, w, channels);
-                    }
-                    catch (BadImageException) when (skipBad)
-                    {
-                        decoded[i] = null;
-                    }
-                });
+                    DecodeChunk(set, start, n, decoded, shorterSide, channels, interpolation, skipBad);
+                }
+                catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+                {
+                    // The first failure, as it is: a bad image names its file.
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+                }
+
                 for (var i = 0; i < n; i++)
                 {
                     if (decoded[i] is not { } image)
@@ -194,6 +189,26 @@ public sealed class DecodedImageCache : IDisposable
             }
 
             stream.Write(header);
+        });
+    }
+
+    private static void DecodeChunk(ImageFileSet set, int start, int n, PixelImage?[] decoded, int? shorterSide, int channels,
+        Interpolation interpolation, bool skipBad)
+    {
+        Parallel.For(0, n, i =>
+        {
+            try
+            {
+                var image = set.Reader.Read(set.PathOf(start + i), 3).ToChannels(channels);
+                var (w, h) = shorterSide is int side ? ResizeCropTransform.ShorterSideTo(image.Width, image.Height, side) : (image.Width, image.Height);
+                decoded[i] = w == image.Width && h == image.Height
+                    ? image
+                    : new PixelImage(Resampling.Resize(image, w, h, interpolation), h, w, channels);
+            }
+            catch (BadImageException) when (skipBad)
+            {
+                decoded[i] = null;
+            }
         });
     }
 

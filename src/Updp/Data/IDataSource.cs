@@ -23,6 +23,15 @@ public sealed record DataLoadOptions
     /// <summary>Leave out images that cannot be used (counted in <see cref="DataSplits.SkippedImages"/>) instead of failing on the first.</summary>
     public bool SkipBadImages { get; init; }
 
+    /// <summary>
+    /// Decode every image while checking (not only its header), so that broken data is found before
+    /// work starts; <see cref="SkipBadImages"/> without a decoded cache needs it to leave truncated files out.
+    /// </summary>
+    public bool DecodeToCheck { get; init; }
+
+    /// <summary>Only the split test results come from is needed (evaluation): the others are listed but their files not checked.</summary>
+    public bool TestOnly { get; init; }
+
     /// <summary>Decoding and size limits.</summary>
     public ImageReader Reader { get; init; } = ImageReader.Default;
 

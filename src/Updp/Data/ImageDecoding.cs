@@ -49,6 +49,7 @@ public sealed record ImageReader
     /// <exception cref="BadImageException">Not an image, or of a refused size.</exception>
     public ImageHeader CheckHeader(string path)
     {
+        RequireRegularFile(path);
         var header = Decoder.ReadHeader(path);
         if (header.Width < MinSide || header.Height < MinSide)
         {
@@ -79,6 +80,30 @@ public sealed record ImageReader
         CheckHeader(path);
         var rgb = Decoder.DecodeRgb(path);
         return channels == 3 ? rgb : ToGray(rgb);
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="path"/> is (a link to) a non-empty regular file: a named pipe
+    /// or a device reports length 0 and would block or never end when read, and an empty file is no image.
+    /// </summary>
+    /// <exception cref="BadImageException">Missing, a folder, or empty / not a regular file.</exception>
+    public static void RequireRegularFile(string path)
+    {
+        var info = new FileInfo(path);
+        if (Directory.Exists(path))
+        {
+            throw new BadImageException(path, "is a folder, not an image file");
+        }
+
+        if (!info.Exists)
+        {
+            throw new BadImageException(path, "does not exist");
+        }
+
+        if (info.Length == 0)
+        {
+            throw new BadImageException(path, "is empty or not a regular file (a pipe or a device)");
+        }
     }
 
     /// <summary>PIL's RGB → L conversion.</summary>

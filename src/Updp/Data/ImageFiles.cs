@@ -11,10 +11,8 @@ public static class ImageFiles
     /// </summary>
     public static byte[] ReadGrayscale(string path, int size)
     {
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"image '{path}' does not exist", path);
-        }
+        ImageReader.RequireRegularFile(path);
+        ImageReader.Default.CheckHeader(path);
         ImageResult image;
         try
         {

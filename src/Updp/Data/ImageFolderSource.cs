@@ -52,8 +52,11 @@ public sealed class ImageFolderSource : IDataSource
         options ??= new DataLoadOptions();
         var listed = IsList ? ReadList() : ReadFolder();
         var skipped = new List<BadImageException>();
-        var train = Check(listed.Train, options, skipped, "train");
-        var val = listed.Validation is { } v ? Check(v, options, skipped, "val") : null;
+
+        // Evaluation reads the test split alone when there is one: the others are not checked.
+        var testOnly = options.TestOnly && listed.Test is not null;
+        var train = testOnly ? listed.Train : Check(listed.Train, options, skipped, "train");
+        var val = listed.Validation is { } v ? (testOnly ? v : Check(v, options, skipped, "val")) : null;
         var test = listed.Test is { } t ? Check(t, options, skipped, "test") : null;
         if (train.Count == 0)
         {
@@ -111,9 +114,17 @@ public sealed class ImageFolderSource : IDataSource
         var index = classNames.Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i, StringComparer.Ordinal);
         var paths = new List<string>();
         var labels = new List<int>();
+        var realClassDirs = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var classDir in ClassFolders(splitDir))
         {
             var name = System.IO.Path.GetFileName(classDir);
+            if (realClassDirs.TryGetValue(RealPath(classDir), out var twin))
+            {
+                throw new InvalidDataException(
+                    $"class folders '{twin}' and '{classDir}' are the same folder (a symbolic link); every image would get two labels");
+            }
+
+            realClassDirs[RealPath(classDir)] = classDir;
             if (!index.TryGetValue(name, out var label))
             {
                 throw new InvalidDataException(
@@ -139,16 +150,19 @@ public sealed class ImageFolderSource : IDataSource
         return new ImageFileSet(paths, labels, classNames, splitDir);
     }
 
-    // Every image file below `root`, sorted by path, following symbolic links to folders once each
-    // (a link back up the tree would otherwise loop forever).
+    // Every image file below `root`, sorted by path. Symbolic links to folders are followed only
+    // when they stay inside the class folder, each real folder once: a link back up the tree would
+    // loop forever, or give another class's images this class's label.
     private static List<string> ImageFilesUnder(string root)
     {
         var files = new List<string>();
         var visited = new HashSet<string>(StringComparer.Ordinal);
+        var realRoot = RealPath(root);
         void Walk(string dir, int depth)
         {
             var real = RealPath(dir);
-            if (!visited.Add(real))
+            var inside = real == realRoot || real.StartsWith(realRoot + "/", StringComparison.Ordinal);
+            if (!inside || !visited.Add(real))
             {
                 return;
             }
@@ -226,12 +240,12 @@ public sealed class ImageFolderSource : IDataSource
             }
 
             var fields = SplitCsv(line, lineNumber);
-            if (fields.Count < 2 || string.IsNullOrWhiteSpace(fields[0]) || string.IsNullOrWhiteSpace(fields[1]))
+            if (fields.Count != 2 || string.IsNullOrWhiteSpace(fields[0]) || string.IsNullOrWhiteSpace(fields[1]))
             {
                 throw new InvalidDataException($"file list '{Path}' line {lineNumber}: expected 'path,label', got '{line}'");
             }
 
-            if (rows.Count == 0 && lineNumber == 1 && fields[0].Trim().Equals("path", StringComparison.OrdinalIgnoreCase))
+            if (rows.Count == 0 && fields[0].Trim().Equals("path", StringComparison.OrdinalIgnoreCase))
             {
                 continue;
             }
@@ -246,17 +260,30 @@ public sealed class ImageFolderSource : IDataSource
         }
 
         // Integer labels are class indices (0 … max); other labels are names, sorted as folders are.
-        var numeric = rows.All(r => int.TryParse(r.Label, NumberStyles.None, CultureInfo.InvariantCulture, out _));
+        // A mix of the two, or an integer that is no class index, is a mistake to report, not a name.
+        static bool IntegerLike(string label) => label.TrimStart('+', '-').Length > 0 && label.TrimStart('+', '-').All(char.IsAsciiDigit)
+            && label.Length - label.TrimStart('+', '-').Length <= 1;
+        var numeric = IntegerLike(rows[0].Label);
+        foreach (var row in rows)
+        {
+            if (IntegerLike(row.Label) != numeric)
+            {
+                throw new InvalidDataException(
+                    $"file list '{Path}' line {row.Line}: label '{row.Label}' is {(numeric ? "a name" : "a number")} but line {rows[0].Line}'s is "
+                    + $"{(numeric ? "a class index" : "a class name")}; use names or class indices, not both");
+            }
+
+            if (numeric && (!int.TryParse(row.Label, NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index >= 100_000))
+            {
+                throw new InvalidDataException($"file list '{Path}' line {row.Line}: label {row.Label} is not a class index (0 to 99,999)");
+            }
+        }
+
         IReadOnlyList<string> classNames;
         int[] labels;
         if (numeric)
         {
             labels = [.. rows.Select(r => int.Parse(r.Label, NumberStyles.None, CultureInfo.InvariantCulture))];
-            if (labels.Max() >= 100_000)
-            {
-                var bad = rows[Array.IndexOf(labels, labels.Max())];
-                throw new InvalidDataException($"file list '{Path}' line {bad.Line}: label {bad.Label} is not a plausible class index (below 100,000)");
-            }
 
             classNames = LabeledImages.NumberedClassNames(labels.Max() + 1);
         }
@@ -269,7 +296,14 @@ public sealed class ImageFolderSource : IDataSource
 
         foreach (var row in rows.Where(r => !File.Exists(r.Path)).Take(1))
         {
-            throw new FileNotFoundException($"file list '{Path}' line {row.Line}: image '{row.Path}' does not exist", row.Path);
+            throw new FileNotFoundException(
+                $"file list '{Path}' line {row.Line}: image '{row.Path}' {(Directory.Exists(row.Path) ? "is a folder, not a file" : "does not exist")}", row.Path);
+        }
+
+        foreach (var twice in rows.GroupBy(r => System.IO.Path.GetFullPath(r.Path)).Where(g => g.Count() > 1).Take(1))
+        {
+            throw new InvalidDataException(
+                $"file list '{Path}': '{twice.First().Path}' is listed on lines {string.Join(" and ", twice.Select(r => r.Line))}; list each image once");
         }
 
         return new Listing(new ImageFileSet([.. rows.Select(r => r.Path)], labels, classNames, Path), null, null);
@@ -335,7 +369,14 @@ public sealed class ImageFolderSource : IDataSource
         {
             try
             {
-                options.Reader.CheckHeader(set.PathOf(i));
+                if (options.DecodeToCheck)
+                {
+                    options.Reader.Read(set.PathOf(i), 3);
+                }
+                else
+                {
+                    options.Reader.CheckHeader(set.PathOf(i));
+                }
             }
             catch (BadImageException e)
             {
@@ -345,7 +386,7 @@ public sealed class ImageFolderSource : IDataSource
             var n = Interlocked.Increment(ref done);
             if (n % 256 == 0 || n == set.Count)
             {
-                options.Progress?.Report(($"checking {split} images", n, set.Count));
+                options.Progress?.Report(($"{(options.DecodeToCheck ? "decoding" : "checking")} {split} images", n, set.Count));
             }
         });
         var bad = Enumerable.Range(0, set.Count).Where(i => failures[i] is not null).ToList();

@@ -21,7 +21,7 @@ public sealed class SkiaImageDecoder : IImageDecoder
         }
 
         // Skia refuses a PNG whose pixel data is missing; its size still decides the message.
-        return PngSize(path) ?? throw new BadImageException(path, $"not a JPEG, PNG, BMP, WebP or GIF file ({result})");
+        return PngSize(path) ?? throw new BadImageException(path, "not a readable JPEG, PNG, BMP, WebP or GIF file");
     }
 
     // Width and height from a PNG's IHDR chunk, which the format puts first: bytes 16–23, big-endian.
@@ -46,13 +46,14 @@ public sealed class SkiaImageDecoder : IImageDecoder
     {
         using var stream = Open(path);
         using var codec = SKCodec.Create(stream, out var created)
-            ?? throw new BadImageException(path, $"not a JPEG, PNG, BMP, WebP or GIF file ({created})");
+            ?? throw new BadImageException(path, "not a readable JPEG, PNG, BMP, WebP or GIF file");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         var rgba = new byte[info.BytesSize];
         var result = codec.GetPixels(info, rgba);
         if (result != SKCodecResult.Success)
         {
-            throw new BadImageException(path, result == SKCodecResult.IncompleteInput ? "the file is truncated" : $"cannot be decoded ({result})");
+            throw new BadImageException(path, (result == SKCodecResult.IncompleteInput ? "the file is truncated" : "the image data is corrupt")
+                + " (--skip-bad-images leaves such files out)");
         }
 
         var pixels = info.Width * info.Height;

@@ -37,6 +37,9 @@ public sealed record TrainRunOptions
 
     public double DropPathRate { get; init; }
 
+    /// <summary>Initial layer scale of a freshly initialised model (ConvNeXt's <c>ls_init_value</c>); null keeps the family's default.</summary>
+    public double? LayerScaleInit { get; init; }
+
     /// <summary>Random-crop padding of the training augmentation (0 disables the crop).</summary>
     public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
 
@@ -168,7 +171,15 @@ public static class TrainingRun
         dataOptions ??= new DataOptions();
         var source = DatasetCatalog.Resolve(data);
         var splits = source.LoadSplits(split.ValidationCount, split.Seed,
-            new DataLoadOptions { SkipBadImages = dataOptions.SkipBadImages, Progress = dataOptions.Progress });
+            new DataLoadOptions
+            {
+                SkipBadImages = dataOptions.SkipBadImages,
+                Progress = dataOptions.Progress,
+                TestOnly = dataOptions.TestOnly,
+
+                // Without a cache (whose build decodes everything), skipping truncated files means decoding them first.
+                DecodeToCheck = dataOptions.SkipBadImages && dataOptions.CacheDirectory is null,
+            });
         if (trainLimit is int limit)
         {
             splits = splits with { Train = splits.Train.Take(limit) };
@@ -176,7 +187,9 @@ public static class TrainingRun
         var prepared = preprocessing ?? dataOptions.DefaultPreprocessing(splits);
         if (dataOptions.CacheDirectory is { } cache)
         {
-            splits = splits.WithCache(cache, prepared, dataOptions.SkipBadImages, dataOptions.Progress);
+            splits = dataOptions.TestOnly
+                ? splits with { Test = splits.WithCache(cache, prepared, dataOptions.SkipBadImages, dataOptions.Progress, testOnly: true).Test }
+                : splits.WithCache(cache, prepared, dataOptions.SkipBadImages, dataOptions.Progress);
         }
         return new RunData(splits, prepared, split with { ValidationCount = split.ValidationCount ?? splits.Validation.Count });
     }
@@ -197,6 +210,15 @@ public static class TrainingRun
         ArgumentNullException.ThrowIfNull(hooks);
         var (splits, preprocessing, split) = data;
         var classes = splits.Train.ClassNames;
+        if (splits.Validation.Count == 0)
+        {
+            throw new ArgumentException("--val-size must be ≥ 1 for training: the best epoch is chosen on the validation split");
+        }
+        if (splits.Train.Count < options.Train.BatchSize)
+        {
+            throw new ArgumentException(
+                $"--batch-size {options.Train.BatchSize} is larger than the {splits.Train.Count} training images of '{options.Data}' (each step takes a full batch); give --batch-size {Math.Max(1, splits.Train.Count)} or less");
+        }
         var store = new RunDirectory(options.OutDir,
             (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
             options.Resume, hooks.CheckpointName);
@@ -299,7 +321,7 @@ public static class TrainingRun
             return loaded.Model;
         }
         var config = ModelConfig.ForInput(options.ModelName, data.Preprocessing.InputSize, channels, splits.Train.ClassCount, options.StemStride);
-        return ModelRegistry.Create(config with { DropPathRate = options.DropPathRate });
+        return ModelRegistry.Create(config with { DropPathRate = options.DropPathRate, LayerScaleInit = options.LayerScaleInit });
     }
 
     /// <summary>Passes each finished epoch on to the caller after the store has saved it.</summary>

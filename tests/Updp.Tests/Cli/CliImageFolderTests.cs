@@ -83,4 +83,34 @@ public partial class CliTests
         Assert.True(code == 0, err);
         Assert.Contains("skipped 1 bad image", stdout);
     }
+
+    [Fact]
+    public void ABatchLargerThanTheTrainingSetIsRefusedBeforeTraining()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("shapes");
+        ImageFolderFixture.WriteSplit(data, "train", classes: 2, perClass: 5, seed: 1);
+
+        var (code, _, err) = Run("train", "--model", "convnext_atto", "--data", data, "--input-size", "32", "--epochs", "1", "--out", dir.File("run"));
+
+        Assert.Equal(2, code);
+        Assert.Contains("--batch-size 64", err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("--input-size", "100000", "--input-size")]
+    [InlineData("--mean", "0.5,0.4", "--mean")]
+    [InlineData("--crop-pct", "0.01", "--crop-pct")]
+    public void BadPreprocessingValuesAreRefusedNamingTheOption(string option, string value, string named)
+    {
+        using var dir = new TempDir();
+        var data = dir.File("shapes");
+        ImageFolderFixture.WriteSplit(data, "train", classes: 2, perClass: 4, seed: 1);
+
+        var (code, _, err) = Run("train", "--model", "convnext_atto", "--data", data, "--epochs", "1", "--batch-size", "2", option, value, "--out", dir.File("run"));
+
+        Assert.Equal(2, code);
+        Assert.Contains(named, err);
+    }
 }

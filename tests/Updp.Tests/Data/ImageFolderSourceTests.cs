@@ -119,18 +119,95 @@ public class ImageFolderSourceTests : IDisposable
     }
 
     [Fact]
-    public void ASymlinkLoopIsWalkedOnce()
+    public void SymlinksAreFollowedOnlyInsideTheirClassFolder()
     {
         ImageFolderFixture.WriteSplit(_dir.Path, "train", 2, 3, seed: 1);
+        ImageFolderFixture.WriteSplit(_dir.File("extra"), "more", 1, 2, seed: 2);
         File.CreateSymbolicLink(_dir.File("train/class_0/loop"), _dir.File("train/class_0"));
         Directory.CreateSymbolicLink(_dir.File("train/class_1/up"), _dir.File("train"));
+        Directory.CreateSymbolicLink(_dir.File("train/class_1/inner"), _dir.File("train/class_1"));
 
         var splits = DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0);
 
-        // class_0's self-link adds nothing; class_1's link up to train/ reaches class_0's 3 images
-        // (its own folder is not walked twice): the walk ends, with 3 and 3 + 3 paths.
+        // The self-links add nothing and the link up to train/ would label class_0's images class_1:
+        // every image is listed once, under its own class.
         Assert.Equal(3, splits.Train.CountPerClass()[0] + splits.Validation.CountPerClass()[0]);
-        Assert.Equal(6, splits.Train.CountPerClass()[1] + splits.Validation.CountPerClass()[1]);
+        Assert.Equal(3, splits.Train.CountPerClass()[1] + splits.Validation.CountPerClass()[1]);
+    }
+
+    [Fact]
+    public void TwoClassFoldersThatAreOneFolderAreRefused()
+    {
+        ImageFolderFixture.WriteSplit(_dir.Path, "train", 2, 3, seed: 1);
+        Directory.CreateSymbolicLink(_dir.File("train/kitty"), _dir.File("train/class_0"));
+
+        var e = Assert.Throws<InvalidDataException>(() => DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0));
+        Assert.Contains("kitty", e.Message);
+    }
+
+    [Fact]
+    public async Task ANamedPipeIsRefusedWithoutBeingOpened()
+    {
+        ImageFolderFixture.WriteSplit(_dir.Path, "train", 2, 3, seed: 1);
+        var fifo = _dir.File("train/class_0/pipe.png");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo))
+        {
+            mkfifo.WaitForExit();
+        }
+
+        var load = Task.Run(() => DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0));
+        var finished = await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(20)));
+        Assert.True(finished == load, "loading a folder with a named pipe hangs");
+        var e = await Assert.ThrowsAsync<BadImageException>(() => load);
+        Assert.Equal(fifo, e.FilePath);
+    }
+
+    [Fact]
+    public void SkippingBadImagesDecodesToFindTruncatedOnes()
+    {
+        ImageFolderFixture.WriteSplit(_dir.Path, "train", 2, 4, seed: 1, minSide: 64, maxSide: 64);
+        var png = Directory.GetFiles(_dir.File("train/class_0"), "*.png").First();
+        var bytes = File.ReadAllBytes(png);
+        File.WriteAllBytes(png, bytes[..(bytes.Length / 2)]);
+
+        var headersOnly = DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0, new DataLoadOptions { SkipBadImages = true });
+        var decoded = DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0, new DataLoadOptions { SkipBadImages = true, DecodeToCheck = true });
+
+        Assert.Empty(headersOnly.SkippedImages);
+        Assert.Equal(png, Assert.Single(decoded.SkippedImages).FilePath);
+        Assert.Equal(7, decoded.Train.Count + decoded.Validation.Count);
+    }
+
+    [Fact]
+    public void ATruncatedImageFailsTheCacheBuildNamingIt()
+    {
+        ImageFolderFixture.WriteSplit(_dir.Path, "train", 2, 4, seed: 1, minSide: 64, maxSide: 64);
+        var png = Directory.GetFiles(_dir.File("train/class_1"), "*.png").First();
+        var bytes = File.ReadAllBytes(png);
+        File.WriteAllBytes(png, bytes[..(bytes.Length / 2)]);
+        var splits = DatasetCatalog.Resolve(_dir.Path).LoadSplits(1, 0);
+
+        var e = Assert.Throws<BadImageException>(() => splits.WithCache(_dir.File("cache"), Preprocessing.ResizeCrop(32, 3)));
+        Assert.Equal(png, e.FilePath);
+        Assert.Empty(Directory.GetFiles(_dir.File("cache")));
+        var skipped = splits.WithCache(_dir.File("cache"), Preprocessing.ResizeCrop(32, 3), skipBad: true);
+        Assert.Equal(png, Assert.Single(skipped.SkippedImages).FilePath);
+    }
+
+    [Theory]
+    [InlineData("a.png,-1\nb.png,0\n", "line 1")]
+    [InlineData("a.png,0\nb.png,99999999999999999999\n", "line 2")]
+    [InlineData("a.png,0\nb.png,cat\n", "line 2")]
+    [InlineData("a.png,cat\nb.png,dog,extra\n", "line 2")]
+    [InlineData("a.png,cat\na.png,dog\n", "lines 1 and 2")]
+    public void CsvLabelsThatAreNeitherAllNamesNorAllClassIndicesAreRefused(string csv, string where)
+    {
+        ImageFolderFixture.Write(_dir.File("a.png"), "png", new byte[16 * 16 * 3], 16, 16);
+        ImageFolderFixture.Write(_dir.File("b.png"), "png", new byte[16 * 16 * 3], 16, 16);
+        var list = _dir.Write("list.csv", System.Text.Encoding.UTF8.GetBytes(csv));
+
+        var e = Assert.Throws<InvalidDataException>(() => DatasetCatalog.Resolve(list).LoadSplits(1, 0));
+        Assert.Contains(where, e.Message);
     }
 
     [Fact]
