@@ -30,7 +30,7 @@ internal static class LoaderBench
         var batches = Math.Max(1, runs);
         foreach (var (name, run) in sources)
         {
-            var loader = new BatchLoader(run.Splits.Train, run.Preprocessing.TrainingTransform(TrainRunDefaults.CropPadding, horizontalFlip: true),
+            var loader = new BatchLoader(run.Splits.Train, run.Preprocessing.TrainingTransform(ImageTransform.DefaultCropPadding, horizontalFlip: true),
                 new BatchLoaderOptions { BatchSize = batch, Shuffle = true, DropLast = true });
             if (loader.BatchesPerEpoch == 0)
             {
@@ -69,8 +69,3 @@ internal static class LoaderBench
     }
 }
 
-/// <summary>Defaults of <c>updp train</c> that other verbs reuse.</summary>
-internal static class TrainRunDefaults
-{
-    public const int CropPadding = ImageTransform.DefaultCropPadding;
-}

@@ -118,13 +118,14 @@ public sealed class ImageFolderSource : IDataSource
         foreach (var classDir in ClassFolders(splitDir))
         {
             var name = System.IO.Path.GetFileName(classDir);
-            if (realClassDirs.TryGetValue(RealPath(classDir), out var twin))
+            var realClassDir = RealPath(classDir);
+            if (realClassDirs.TryGetValue(realClassDir, out var twin))
             {
                 throw new InvalidDataException(
                     $"class folders '{twin}' and '{classDir}' are the same folder (a symbolic link); every image would get two labels");
             }
 
-            realClassDirs[RealPath(classDir)] = classDir;
+            realClassDirs[realClassDir] = classDir;
             if (!index.TryGetValue(name, out var label))
             {
                 throw new InvalidDataException(
@@ -404,7 +405,8 @@ public sealed class ImageFolderSource : IDataSource
 
         skipped.AddRange(bad.Select(i => failures[i]!));
         var kept = Rebuild(set, options.Reader).Without(bad.ToHashSet());
-        var emptied = kept.CountPerClass().Select((n, c) => (n, c)).Where(p => p.n == 0 && set.CountPerClass()[p.c] > 0).ToList();
+        var before = set.CountPerClass();
+        var emptied = kept.CountPerClass().Select((n, c) => (n, c)).Where(p => p.n == 0 && before[p.c] > 0).ToList();
         if (emptied.Count > 0)
         {
             throw new InvalidDataException(
