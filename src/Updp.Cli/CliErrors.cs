@@ -28,6 +28,5 @@ internal static class CliErrors
 
     // NotSupportedException: what a model family does not support yet (an ONNX emitter, a pruning rule).
     private static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or NotSupportedException
-        or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException
-        || e.GetType().Name.EndsWith("CheckpointException", StringComparison.Ordinal);
+        or UnauthorizedAccessException or FormatException or System.Text.Json.JsonException or Checkpoints.CheckpointException;
 }

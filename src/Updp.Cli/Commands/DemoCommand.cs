@@ -36,7 +36,7 @@ internal static class DemoCommand
     public static PruneOptions PruneRecipe(string baseline, string outDir, int blocks, int maxPruned, string? supernet, int seed) => new()
     {
         Checkpoint = baseline,
-        Data = "fashion-mnist",
+        Settings = new StageSettings { Data = "fashion-mnist" },
         OutDir = outDir,
         Blocks = blocks,
         MaxPruned = maxPruned,

@@ -58,8 +58,14 @@ internal static class FinetuneCommand
             var options = new FinetuneOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
-                Data = parse.GetValue(data)!,
-                DataOptions = dataOptions.Read(parse),
+                Settings = new StageSettings
+                {
+                    Data = parse.GetValue(data)!,
+                    DataOptions = dataOptions.Read(parse),
+                    CalibrationBatches = parse.GetValue(calibration),
+                    ValidationCount = parse.GetValue(valSize),
+                    TrainLimit = parse.GetValue(trainLimit),
+                },
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = CommonOptions.ParseBlocks("--pruned", parse.GetValue(pruned)),
                 Method = ParseMethod(parse.GetValue(method)),
@@ -74,13 +80,10 @@ internal static class FinetuneCommand
                     MaxStepsPerEpoch = parse.GetValue(maxSteps),
                 },
                 Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
-                CalibrationBatches = parse.GetValue(calibration),
-                ValidationCount = parse.GetValue(valSize),
-                TrainLimit = parse.GetValue(trainLimit),
                 Resume = parse.GetValue(resume),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)} from {options.Checkpoint} on {options.Data}: " +
+                $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)} from {options.Checkpoint} on {options.Settings.Data}: " +
                 $"{options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));
             var result = ConsoleProgress.Train("finetune", (progress, epochDone) => ProgressiveFinetune.Run(options, progress, epochDone));
             AnsiConsole.MarkupLine(Markup.Escape(

@@ -13,7 +13,7 @@ internal static class PruneCommand
 {
     public static Command Create()
     {
-        var defaults = new PruneOptions { Checkpoint = "", Data = "", OutDir = "", Blocks = 1 };
+        var defaults = new PruneOptions { Checkpoint = "", Settings = new StageSettings { Data = "" }, OutDir = "", Blocks = 1 };
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Description = "The baseline: an Updp checkpoint (.safetensors + .json sidecar), e.g. OUT/model.safetensors of `updp train`.";
         checkpoint.Required = true;
@@ -79,8 +79,14 @@ internal static class PruneCommand
             var options = defaults with
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
-                Data = parse.GetValue(data)!,
-                DataOptions = dataOptions.Read(parse),
+                Settings = defaults.Settings with
+                {
+                    Data = parse.GetValue(data)!,
+                    DataOptions = dataOptions.Read(parse),
+                    CalibrationBatches = parse.GetValue(calibration),
+                    ValidationCount = parse.GetValue(valSize),
+                    TrainLimit = parse.GetValue(trainLimit),
+                },
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = parse.GetValue(blocks) ?? (parse.GetValue(budget) is null
                     ? throw new ArgumentException("give --blocks K (how many blocks to prune) or --latency-budget MS")
@@ -98,13 +104,10 @@ internal static class PruneCommand
                 SearchValidationLimit = parse.GetValue(valLimit),
                 Ramp = parse.GetValue(ramp),
                 Distillation = CommonOptions.Distillation(Teacher(parse.GetValue(distill)!, parse.GetValue(checkpoint)!), parse.GetValue(alpha), parse.GetValue(temperature)),
-                CalibrationBatches = parse.GetValue(calibration),
-                ValidationCount = parse.GetValue(valSize),
-                TrainLimit = parse.GetValue(trainLimit),
                 LatencyRuns = parse.GetValue(latencyRuns),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
+                $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress));
             Render(result.Metrics);

@@ -53,8 +53,13 @@ internal static class SearchCommand
             var options = new SearchOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
-                Data = parse.GetValue(data)!,
-                DataOptions = dataOptions.Read(parse),
+                Settings = new StageSettings
+                {
+                    Data = parse.GetValue(data)!,
+                    DataOptions = dataOptions.Read(parse),
+                    CalibrationBatches = parse.GetValue(calibration),
+                    ValidationCount = parse.GetValue(valSize),
+                },
                 Blocks = k,
                 Latency = latency,
                 OutDir = parse.GetValue(outDir)!,
@@ -66,9 +71,7 @@ internal static class SearchCommand
                     Generations = parse.GetValue(generations),
                     ExhaustiveLimit = parse.GetValue(exhaustive),
                 },
-                CalibrationBatches = parse.GetValue(calibration),
                 ValidationLimit = parse.GetValue(valLimit),
-                ValidationCount = parse.GetValue(valSize),
             };
             var result = ConsoleProgress.Search(progress => SubnetSearch.Run(options, progress));
             Render(result, parse.GetValue(top));

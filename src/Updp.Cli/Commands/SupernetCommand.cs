@@ -47,8 +47,14 @@ internal static class SupernetCommand
             var options = new SupernetOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
-                Data = parse.GetValue(data)!,
-                DataOptions = dataOptions.Read(parse),
+                Settings = new StageSettings
+                {
+                    Data = parse.GetValue(data)!,
+                    DataOptions = dataOptions.Read(parse),
+                    CalibrationBatches = parse.GetValue(calibration),
+                    ValidationCount = parse.GetValue(valSize),
+                    TrainLimit = parse.GetValue(trainLimit),
+                },
                 OutDir = parse.GetValue(outDir)!,
                 MaxPruned = parse.GetValue(maxPruned),
                 Candidates = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null,
@@ -61,13 +67,10 @@ internal static class SupernetCommand
                     MaxStepsPerEpoch = parse.GetValue(maxSteps),
                 },
                 Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
-                CalibrationBatches = parse.GetValue(calibration),
-                ValidationCount = parse.GetValue(valSize),
-                TrainLimit = parse.GetValue(trainLimit),
                 Resume = parse.GetValue(resume),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"supernet from {options.Checkpoint} on {options.Data}: K_max {options.MaxPruned}, {options.Train.Epochs} epochs " +
+                $"supernet from {options.Checkpoint} on {options.Settings.Data}: K_max {options.MaxPruned}, {options.Train.Epochs} epochs " +
                 $"(batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));
             var result = ConsoleProgress.Train("supernet", (progress, epochDone) => SupernetTraining.Run(options, progress, epochDone));
             AnsiConsole.MarkupLine(Markup.Escape(

@@ -90,13 +90,12 @@ public sealed class OnnxEmitContext
     public int InputSize { get; }
 
     /// <summary>Emits <paramref name="module"/> through its registered emitter.</summary>
-    /// <exception cref="NotSupportedException">No emitter is registered for the module's type; the message names the module.</exception>
+    /// <exception cref="MissingOnnxEmitterException">No emitter is registered for the module's type; the message names the module.</exception>
     public string Emit(nn.Module module, string path, string input)
     {
         ArgumentNullException.ThrowIfNull(module);
         var emitter = OnnxEmitters.Find(module)
-            ?? throw new NotSupportedException(
-                $"ONNX export: no emitter for {module.GetType().Name} at '{(path.Length == 0 ? "(model)" : path)}'; register one with OnnxEmitters.Register");
+            ?? throw new MissingOnnxEmitterException(module.GetType().Name, path.Length == 0 ? "(model)" : path);
         return emitter.Emit(this, module, path, input);
     }
 

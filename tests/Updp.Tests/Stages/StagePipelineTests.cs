@@ -39,20 +39,24 @@ public class StagePipelineTests : IDisposable
     public void SupernetSearchAndFinetuneProduceAMergeablePrunedModel()
     {
         var baseline = Baseline();
+        var settings = new StageSettings
+        {
+            Data = "fashion-mnist",
+            CalibrationBatches = 2,
+            CalibrationBatchSize = 32,
+            TrainLimit = TrainImages,
+            EvalBatchSize = 100,
+        };
 
         // Stage 1: every block pruned, subsets of up to 3 sampled per step, distilled from the baseline.
         var supernet = SupernetTraining.Run(new SupernetOptions
         {
             Checkpoint = baseline,
-            Data = "fashion-mnist",
+            Settings = settings,
             OutDir = _dir.File("supernet"),
             MaxPruned = 3,
             Train = Quick(epochs: 1, steps: 3),
             Distillation = new DistillationOptions { Teacher = baseline },
-            CalibrationBatches = 2,
-            CalibrationBatchSize = 32,
-            TrainLimit = TrainImages,
-            EvalBatchSize = 100,
         });
 
         Assert.Equal(Enumerable.Range(0, 12), supernet.Blocks);
@@ -71,15 +75,12 @@ public class StagePipelineTests : IDisposable
         var search = SubnetSearch.Run(new SearchOptions
         {
             Checkpoint = supernet.Checkpoint,
-            Data = "fashion-mnist",
+            Settings = settings,
             Blocks = 2,
             OutDir = _dir.File("search"),
             Feasible = s => !s.Contains(0),
             Strategy = new SearchStrategy { Population = 3, Generations = 2, Seed = 1 },
-            CalibrationBatches = 2,
-            CalibrationBatchSize = 32,
             ValidationLimit = 100,
-            EvalBatchSize = 100,
         });
 
         Assert.Equal("evolutionary", search.Method);
@@ -111,16 +112,12 @@ public class StagePipelineTests : IDisposable
         var finetune = ProgressiveFinetune.Run(new FinetuneOptions
         {
             Checkpoint = supernet.Checkpoint,
-            Data = "fashion-mnist",
+            Settings = settings with { EvalBatchSize = 500 },
             OutDir = _dir.File("updp"),
             Blocks = chosen,
             Train = Quick(epochs: 2, steps: 2),
             Ramp = 0.75,
             Distillation = new DistillationOptions { Teacher = baseline, Alpha = 0.3, Temperature = 2 },
-            CalibrationBatches = 2,
-            CalibrationBatchSize = 32,
-            TrainLimit = TrainImages,
-            EvalBatchSize = 500,
         });
 
         Assert.Equal("updp", finetune.Method);
@@ -151,13 +148,11 @@ public class StagePipelineTests : IDisposable
         var drop = ProgressiveFinetune.Run(new FinetuneOptions
         {
             Checkpoint = supernet.Checkpoint,
-            Data = "fashion-mnist",
+            Settings = new StageSettings { Data = "fashion-mnist", TrainLimit = TrainImages, EvalBatchSize = 500 },
             OutDir = _dir.File("drop"),
             Blocks = chosen,
             Method = FinetuneMethod.Drop,
             Train = Quick(epochs: 1, steps: 2),
-            TrainLimit = TrainImages,
-            EvalBatchSize = 500,
         });
         Assert.Equal(0, drop.Ramp);
         Assert.True(drop.Params < finetune.Params);

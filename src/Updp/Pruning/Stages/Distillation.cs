@@ -60,58 +60,86 @@ public static class Distillation
     }
 }
 
-/// <summary>A loaded teacher model that supplies a training run's distillation loss.</summary>
+/// <summary>A teacher model that supplies a training run's distillation loss.</summary>
 internal sealed class Teacher : IDisposable
 {
     private readonly ImageClassifier _model;
-    private readonly DistillationOptions _options;
+    private readonly CheckpointMeta? _meta;
+    private readonly string _path;
+    private readonly bool _owned;
 
-    private Teacher(ImageClassifier model, DistillationOptions options)
+    private Teacher(ImageClassifier model, CheckpointMeta? meta, string path, bool owned)
     {
         _model = model;
-        _options = options;
+        _meta = meta;
+        _path = path;
+        _owned = owned;
     }
 
-    /// <summary>
-    /// Loads the teacher (in eval mode) and checks that it fits the student: same classes, and, when
-    /// its sidecar says so, the same input preprocessing.
-    /// </summary>
+    /// <summary>Loads the teacher of <paramref name="options"/> (in eval mode) and checks that it fits the student (<see cref="Check"/>).</summary>
     public static Teacher Load(DistillationOptions options, ImageClassifier student, Preprocessing preprocessing)
     {
         ArgumentNullException.ThrowIfNull(options);
         Distillation.Check(options.Alpha, options.Temperature);
         var loaded = Checkpoint.Load(options.Teacher, options: PrunedModels.LoadOptions);
+        var teacher = new Teacher(loaded.Model, loaded.Meta, options.Teacher, owned: true);
         try
         {
-            if (loaded.Model.Config.NumClasses != student.Config.NumClasses || loaded.Model.Config.InChans != student.Config.InChans)
-            {
-                throw new ArgumentException(
-                    $"the teacher '{options.Teacher}' has {loaded.Model.Config.NumClasses} classes and {loaded.Model.Config.InChans} input channels; " +
-                    $"the student has {student.Config.NumClasses} and {student.Config.InChans}");
-            }
-            if (loaded.Meta?.Preprocessing is { } taught && taught != preprocessing)
-            {
-                throw new ArgumentException($"the teacher '{options.Teacher}' was trained on differently prepared images ({taught}) than this run uses ({preprocessing})");
-            }
-            return new Teacher(loaded.Model, options);
+            teacher.Check(student, preprocessing);
+            return teacher;
         }
         catch
         {
-            loaded.Model.Dispose();
+            teacher.Dispose();
             throw;
         }
     }
 
-    /// <summary>A <see cref="Updp.Training.Trainer.Loss"/>: the teacher runs in eval mode without gradients.</summary>
-    public Func<Tensor, Tensor, Tensor, Tensor> Loss(double labelSmoothing) => (logits, images, labels) =>
+    /// <summary>A teacher on a model that is already loaded (in eval mode) and stays its owner's.</summary>
+    public static Teacher Of(ImageClassifier model, CheckpointMeta? meta, DistillationOptions options, ImageClassifier student, Preprocessing preprocessing)
     {
-        Tensor teacher;
-        using (no_grad())
-        {
-            teacher = _model.call(images);
-        }
-        return Distillation.Loss(logits, teacher, labels, _options.Alpha, _options.Temperature, labelSmoothing);
-    };
+        ArgumentNullException.ThrowIfNull(options);
+        Distillation.Check(options.Alpha, options.Temperature);
+        var teacher = new Teacher(model, meta, options.Teacher, owned: false);
+        teacher.Check(student, preprocessing);
+        return teacher;
+    }
 
-    public void Dispose() => _model.Dispose();
+    /// <summary>Checks that the teacher fits the student: same classes and input channels, and, when its sidecar says so, the same input preprocessing.</summary>
+    public void Check(ImageClassifier student, Preprocessing preprocessing)
+    {
+        if (_model.Config.NumClasses != student.Config.NumClasses || _model.Config.InChans != student.Config.InChans)
+        {
+            throw new ArgumentException(
+                $"the teacher '{_path}' has {_model.Config.NumClasses} classes and {_model.Config.InChans} input channels; " +
+                $"the student has {student.Config.NumClasses} and {student.Config.InChans}");
+        }
+        if (_meta?.Preprocessing is { } taught && taught != preprocessing)
+        {
+            throw new ArgumentException($"the teacher '{_path}' was trained on differently prepared images ({taught}) than this run uses ({preprocessing})");
+        }
+    }
+
+    /// <summary>A <see cref="Updp.Training.Trainer.Loss"/>: the teacher runs in eval mode without gradients.</summary>
+    public Func<Tensor, Tensor, Tensor, Tensor> Loss(DistillationOptions options, double labelSmoothing)
+    {
+        Distillation.Check(options.Alpha, options.Temperature);
+        return (logits, images, labels) =>
+        {
+            Tensor teacher;
+            using (no_grad())
+            {
+                teacher = _model.call(images);
+            }
+            return Distillation.Loss(logits, teacher, labels, options.Alpha, options.Temperature, labelSmoothing);
+        };
+    }
+
+    public void Dispose()
+    {
+        if (_owned)
+        {
+            _model.Dispose();
+        }
+    }
 }

@@ -31,9 +31,6 @@ public enum FinetuneInit
 /// <summary>What stage 3, progressive subnet training, needs (<c>updp finetune</c>).</summary>
 public sealed record FinetuneOptions
 {
-    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
-    public Data.DataOptions DataOptions { get; init; } = new();
-
     /// <summary>
     /// The default stage-3 recipe: a quarter of the 12-epoch baseline's epochs at
     /// <see cref="FineTuningLearningRate"/> (fine-tuning starts from trained weights).
@@ -53,8 +50,8 @@ public sealed record FinetuneOptions
     /// </summary>
     public required string Checkpoint { get; init; }
 
-    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
-    public required string Data { get; init; }
+    /// <summary>Data, split, calibration and evaluation settings shared with the other stages.</summary>
+    public required StageSettings Settings { get; init; }
 
     /// <summary>The run directory: <c>pruned.safetensors</c> (+ sidecar), <c>metrics.json</c>, resume state.</summary>
     public required string OutDir { get; init; }
@@ -79,28 +76,15 @@ public sealed record FinetuneOptions
     /// <summary>Distillation from a teacher (usually the baseline); null trains on the labels alone.</summary>
     public DistillationOptions? Distillation { get; init; }
 
-    /// <summary>Training batches the pruned blocks' batch norms are calibrated on (at λ=1) before training.</summary>
-    public int CalibrationBatches { get; init; } = 10;
-
-    public int CalibrationBatchSize { get; init; } = 128;
-
-    /// <summary>Validation images held out; null takes the count the checkpoint's sidecar records (else 5000).</summary>
-    public int? ValidationCount { get; init; }
-
-    /// <summary>Seed of the validation split; null takes the checkpoint's (else <see cref="TrainOptions.Seed"/>).</summary>
-    public int? SplitSeed { get; init; }
-
-    /// <summary>Use only the first N training images (quick runs and tests).</summary>
-    public int? TrainLimit { get; init; }
-
-    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
-
-    public bool HorizontalFlip { get; init; } = true;
+    /// <summary>
+    /// Merge a copy of the fine-tuned model (verified on validation images) to report its merged
+    /// cost and merge error; the pipeline, which merges once in its own stage, turns it off and
+    /// reports the cost from the structure alone (<see cref="MergedCosts"/>).
+    /// </summary>
+    public bool VerifyMerge { get; init; } = true;
 
     /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
     public bool Resume { get; init; }
-
-    public int EvalBatchSize { get; init; } = 256;
 }
 
 /// <summary>
@@ -148,8 +132,9 @@ public sealed record FinetuneResult
     /// <summary>The unpruned model's cost, for speed-up ratios.</summary>
     public required ModelCost Original { get; init; }
 
-    /// <summary>The verified merge's largest output difference (<see cref="MergeReport.MaxAbsDiff"/>).</summary>
-    public double MergeMaxAbsDiff { get; init; }
+    /// <summary>The verified merge's largest output difference (<see cref="MergeReport.MaxAbsDiff"/>); null when the merge was left to a later stage.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? MergeMaxAbsDiff { get; init; }
 
     public int Epochs { get; init; }
 
@@ -193,6 +178,19 @@ public static class ProgressiveFinetune
         Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        using var context = PruneContext.Open(options.Checkpoint, options.Settings, options.Train.Seed);
+        return Run(context, options, progress, epochDone, cancellation);
+    }
+
+    /// <summary>
+    /// Stage 3 on a loaded context (data, split, calibration images and teacher are the context's);
+    /// the initial weights are <paramref name="options"/>' checkpoint, the context's own or one of the same model.
+    /// </summary>
+    public static FinetuneResult Run(PruneContext context, FinetuneOptions options, IProgress<TrainProgress>? progress = null,
+        Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Blocks);
         var ramp = options.Method switch
         {
@@ -200,36 +198,19 @@ public static class ProgressiveFinetune
             FinetuneMethod.Direct or FinetuneMethod.Drop => 0,
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown fine-tuning method"),
         };
-        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
-        using var model = loaded.Model;
-        var init = model.PrunedBlocks().Any() ? FinetuneInit.Supernet : FinetuneInit.Baseline;
-        if (options.Init is { } expected && expected != init)
-        {
-            throw new ArgumentException(expected == FinetuneInit.Supernet
-                ? $"init supernet: '{options.Checkpoint}' has no block in progressive form, so it is a baseline, not a supernet"
-                : $"init baseline: '{options.Checkpoint}' has pruned blocks, so it is a supernet or a pruned model, not a baseline");
-        }
+        using var model = context.ModelOf(options.Checkpoint);
+        var init = CheckInit(model, options);
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
-        var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
-        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model, options.DataOptions);
-        var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
-            options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
+        var data = context.TrainingData;
+        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume);
 
         var pruned = Prepare(model, blocks, options.Method);
         if (pruned.Count > 0)
         {
-            var calibration = StageData.CalibrationImages(data, options.CalibrationBatches, options.CalibrationBatchSize, options.Train.Seed);
-            try
-            {
-                BatchNormCalibration.Recalibrate(model, calibration, pruned.SelectMany(p => p.BatchNorms));
-            }
-            finally
-            {
-                StageData.DisposeAll(calibration);
-            }
+            BatchNormCalibration.Recalibrate(model, context.CalibrationImages(options.Train.Seed), pruned.SelectMany(p => p.BatchNorms));
         }
 
-        using var teacher = options.Distillation is { } distill ? Teacher.Load(distill, model, data.Preprocessing) : null;
+        var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         var lambda = 0.0;
         void SetLambda(long step, long total)
         {
@@ -241,7 +222,7 @@ public static class ProgressiveFinetune
         }
         var hooks = new TrainRunHooks
         {
-            Loss = teacher?.Loss(options.Train.LabelSmoothing),
+            Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
             BeforeStep = SetLambda,
             BeforeEvaluate = SetLambda,
             // A model saved mid-ramp would not be the pruned model; the last epoch always qualifies.
@@ -252,9 +233,34 @@ public static class ProgressiveFinetune
         var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
         var metrics = run.Metrics!;
 
-        var original = MergedCosts.Measure(model.Config, data.Preprocessing.InputSize, []).Original;
-        var (merged, mergeDiff) = MergedCost(run.BestCheckpoint, data);
-        var result = new FinetuneResult
+        var result = Result(options, model.Config, init, blocks, ramp, run, data);
+        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
+        return result;
+    }
+
+    // Which kind of checkpoint the model is, checked against what the options expect.
+    private static FinetuneInit CheckInit(ImageClassifier model, FinetuneOptions options)
+    {
+        var init = model.PrunedBlocks().Any() ? FinetuneInit.Supernet : FinetuneInit.Baseline;
+        if (options.Init is { } expected && expected != init)
+        {
+            throw new ArgumentException(expected == FinetuneInit.Supernet
+                ? $"init supernet: '{options.Checkpoint}' has no block in progressive form, so it is a baseline, not a supernet"
+                : $"init baseline: '{options.Checkpoint}' has pruned blocks, so it is a supernet or a pruned model, not a baseline");
+        }
+        return init;
+    }
+
+    // The run's report, with the cost of the model once merged (from a verified merge of a copy, or from the structure alone).
+    private static FinetuneResult Result(FinetuneOptions options, ModelConfig config, FinetuneInit init, IReadOnlyList<int> blocks, double ramp,
+        TrainRunResult run, RunData data)
+    {
+        var metrics = run.Metrics!;
+        var original = MergedCosts.Measure(config, data.Preprocessing.InputSize, []).Original;
+        var (merged, mergeDiff) = options.VerifyMerge
+            ? MergedCost(run.BestCheckpoint, data)
+            : (PrunedCost(config, data.Preprocessing.InputSize, blocks, options.Method), (double?)null);
+        return new FinetuneResult
         {
             Model = metrics.Model,
             Method = options.Method.ToString().ToLowerInvariant(),
@@ -282,8 +288,6 @@ public static class ProgressiveFinetune
             Split = data.Split,
             History = metrics.History,
         };
-        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
-        return result;
     }
 
     /// <summary>
@@ -322,7 +326,7 @@ public static class ProgressiveFinetune
     }
 
     // The cost of the saved model once merged: a copy is loaded, merged and checked on real images.
-    private static (ModelCost Cost, double MaxAbsDiff) MergedCost(string checkpoint, RunData data)
+    private static (ModelCost Cost, double? MaxAbsDiff) MergedCost(string checkpoint, RunData data)
     {
         var loaded = StageData.LoadCheckpoint(checkpoint);
         using var model = loaded.Model;
@@ -331,5 +335,21 @@ public static class ProgressiveFinetune
         var report = Merger.MergeAll(model, images);
         var profile = ModelProfiler.Profile(model, data.Preprocessing.InputSize);
         return (new ModelCost(profile.Params, profile.Macs), report.MaxAbsDiff);
+    }
+
+    // The deployed cost of a model of this configuration with these blocks pruned and merged (or dropped), from the structure alone.
+    private static ModelCost PrunedCost(ModelConfig config, int inputSize, IReadOnlyList<int> blocks, FinetuneMethod method)
+    {
+        if (method != FinetuneMethod.Drop)
+        {
+            return MergedCosts.Measure(config, inputSize, blocks).Of(blocks);
+        }
+        using var model = ModelRegistry.Create(config);
+        foreach (var index in blocks)
+        {
+            model.Drop(index);
+        }
+        var profile = ModelProfiler.Profile(model, inputSize);
+        return new ModelCost(profile.Params, profile.Macs);
     }
 }

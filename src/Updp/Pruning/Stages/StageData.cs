@@ -46,22 +46,21 @@ internal static class StageData
     /// The training options a training stage hands to <see cref="TrainingRun"/>: the model-building
     /// settings are unused, the input size is the data's.
     /// </summary>
-    public static TrainRunOptions RunOptions(ImageClassifier model, string data, string outDir, RunData run, TrainOptions train,
-        int? trainLimit, int cropPadding, bool horizontalFlip, bool resume, int evalBatchSize) => new()
-        {
-            ModelName = model.Config.Name,
-            Data = data,
-            OutDir = outDir,
-            Train = train,
-            InputSize = run.Preprocessing.InputSize,
-            CropPadding = cropPadding,
-            HorizontalFlip = horizontalFlip,
-            ValidationCount = run.Split.ValidationCount,
-            SplitSeed = run.Split.Seed,
-            TrainLimit = trainLimit,
-            Resume = resume,
-            EvalBatchSize = evalBatchSize,
-        };
+    public static TrainRunOptions RunOptions(ImageClassifier model, StageSettings settings, string outDir, RunData run, TrainOptions train, bool resume) => new()
+    {
+        ModelName = model.Config.Name,
+        Data = settings.Data,
+        OutDir = outDir,
+        Train = train,
+        InputSize = run.Preprocessing.InputSize,
+        CropPadding = settings.CropPadding,
+        HorizontalFlip = settings.HorizontalFlip,
+        ValidationCount = run.Split.ValidationCount,
+        SplitSeed = run.Split.Seed,
+        TrainLimit = settings.TrainLimit,
+        Resume = resume,
+        EvalBatchSize = settings.EvalBatchSize,
+    };
 
     /// <summary>
     /// <paramref name="batches"/> batches of <paramref name="batchSize"/> training images, in a

@@ -42,17 +42,14 @@ public sealed record SearchStrategy
 /// <summary>What stage 2, subnet search, needs (<c>updp search</c>).</summary>
 public sealed record SearchOptions
 {
-    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
-    public Data.DataOptions DataOptions { get; init; } = new();
-
     /// <summary>
     /// The supernet (stage 1's <c>supernet.safetensors</c>); a baseline works too (its candidate
     /// blocks are pruned first). No block may be merged or dropped.
     /// </summary>
     public required string Checkpoint { get; init; }
 
-    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
-    public required string Data { get; init; }
+    /// <summary>Data, split, calibration and evaluation settings shared with the other stages (the search ignores the train limit: it calibrates on the whole training split).</summary>
+    public required StageSettings Settings { get; init; }
 
     /// <summary>K: how many blocks each candidate subset prunes.</summary>
     public required int Blocks { get; init; }
@@ -74,21 +71,8 @@ public sealed record SearchOptions
 
     public SearchStrategy Strategy { get; init; } = new();
 
-    /// <summary>Training batches every batch norm is recalibrated on before each subset is scored.</summary>
-    public int CalibrationBatches { get; init; } = 10;
-
-    public int CalibrationBatchSize { get; init; } = 128;
-
     /// <summary>Score on the first N validation images only (faster, noisier); null for the whole split.</summary>
     public int? ValidationLimit { get; init; }
-
-    /// <summary>Validation images held out; null takes the count the checkpoint's sidecar records (else 5000).</summary>
-    public int? ValidationCount { get; init; }
-
-    /// <summary>Seed of the validation split; null takes the checkpoint's (else <see cref="SearchStrategy.Seed"/>).</summary>
-    public int? SplitSeed { get; init; }
-
-    public int EvalBatchSize { get; init; } = 256;
 }
 
 /// <summary>One scored subset.</summary>
@@ -170,21 +154,23 @@ public static class SubnetSearch
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Strategy.Validate();
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.CalibrationBatches, nameof(options.CalibrationBatches));
-        var clock = Stopwatch.StartNew();
-        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
-        using var model = loaded.Model;
-        var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the search's candidate blocks");
-        StageData.RequireUnmerged(model, model.Blocks.Select(b => b.Index), options.Checkpoint);
-        if (options.Blocks < 0 || options.Blocks > candidates.Length)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options.Blocks, $"K must lie in [0, {candidates.Length}], the number of candidate blocks");
-        }
-        // Pruned blocks outside the candidates run as their original form.
-        StageData.SetLambdas(model, model.PrunedBlocks().Select(p => p.Block.Index).Except(candidates).ToList(), new HashSet<int>());
+        using var context = PruneContext.Open(options.Checkpoint, options.Settings, options.Strategy.Seed);
+        return Run(context, options, progress, cancellation);
+    }
 
-        var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Strategy.Seed);
-        var data = StageData.LoadData(options.Data, split, trainLimit: null, loaded.Meta, model, options.DataOptions);
+    /// <summary>
+    /// The search on a loaded context (data, split and calibration images are the context's); the
+    /// supernet is <paramref name="options"/>' checkpoint, the context's own or one of the same model.
+    /// </summary>
+    public static SearchResult Run(PruneContext context, SearchOptions options, IProgress<SearchProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Strategy.Validate();
+        var clock = Stopwatch.StartNew();
+        var (model, candidates) = Supernet(context, options);
+        using var _ = model;
+        var data = context.Data;
         var validation = options.ValidationLimit is int limit ? data.Splits.Validation.Take(limit) : data.Splits.Validation;
         if (validation.Count == 0)
         {
@@ -193,48 +179,17 @@ public static class SubnetSearch
         var inputSize = data.Preprocessing.InputSize;
         var costs = MergedCosts.Measure(model.Config, inputSize, candidates);
 
-        var calibration = StageData.CalibrationImages(data, options.CalibrationBatches, options.CalibrationBatchSize, options.Strategy.Seed);
-        var valBatches = new List<(Tensor Images, Tensor Labels)>();
+        var calibration = context.CalibrationImages(options.Strategy.Seed, limited: false);
+        var valBatches = TrainingRun.EvalLoader(validation, data.Preprocessing, context.Settings.EvalBatchSize).Epoch(0)
+            .Select(b => (Images: b.Images.DetachFromDisposeScope(), Labels: b.Labels.DetachFromDisposeScope())).ToList();
         try
         {
-            foreach (var batch in TrainingRun.EvalLoader(validation, data.Preprocessing, options.EvalBatchSize).Epoch(0))
-            {
-                valBatches.Add((batch.Images.DetachFromDisposeScope(), batch.Labels.DetachFromDisposeScope()));
-            }
-            var best = double.NegativeInfinity;
-            var subsets = Binomial(candidates.Length, options.Blocks);
-            var budget = subsets <= options.Strategy.EffectiveExhaustiveLimit
-                ? subsets
-                : Math.Min(subsets, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
-            var scoredCount = 0;
-            double Score(IReadOnlyList<int> subset)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                var top1 = ScoreSubset(model, candidates, subset, calibration, valBatches);
-                best = Math.Max(best, top1);
-                progress?.Report(new SearchProgress(++scoredCount, budget, subset, top1, best));
-                return top1;
-            }
-
             var feasible = options.Latency is { } latency
                 ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
                 : options.Feasible;
-            var exploration = Explore(candidates, options.Blocks, options.Strategy, Score, feasible);
-            var ranked = exploration.Scored
-                .Select(s =>
-                {
-                    var cost = costs.Of(s.Blocks);
-                    return new SearchCandidate(s.Blocks, s.Score, cost.Params, cost.Macs, options.Latency?.Table.Predict(s.Blocks));
-                })
-                .OrderByDescending(c => c.ValTop1).ThenBy(c => c.Macs).ThenBy(c => c.Blocks, SubsetOrder.Instance)
-                .ToList();
-            LatencyReport? latencyReport = null;
-            if (options.Latency is { } latencyBudget)
-            {
-                var (baselineMs, mergedMs) = latencyBudget.Remeasure(ranked[0].Blocks);
-                latencyReport = new LatencyReport(latencyBudget.BudgetMs, latencyBudget.Table.Batch, latencyBudget.Table.Resolution, latencyBudget.Table.Threads, latencyBudget.TablePath,
-                    latencyBudget.Table.ModelMs, ranked[0].LatencyMs!.Value, mergedMs, baselineMs);
-            }
+            var exploration = Explore(candidates, options.Blocks, options.Strategy,
+                Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible);
+            var ranked = RankCandidates(exploration, costs, options.Latency);
             var result = new SearchResult
             {
                 Checkpoint = options.Checkpoint,
@@ -246,9 +201,9 @@ public static class SubnetSearch
                 Subsets = exploration.Subsets,
                 Scored = ranked.Count,
                 Constrained = feasible is not null,
-                Latency = latencyReport,
+                Latency = options.Latency is { } budget ? Remeasure(budget, ranked[0]) : null,
                 CalibrationBatches = calibration.Count,
-                CalibrationBatchSize = options.CalibrationBatchSize,
+                CalibrationBatchSize = context.Settings.CalibrationBatchSize,
                 ValidationImages = validation.Count,
                 Split = data.Split,
                 InputSize = inputSize,
@@ -264,9 +219,69 @@ public static class SubnetSearch
         }
         finally
         {
-            StageData.DisposeAll(calibration);
             StageData.DisposeAll(valBatches.SelectMany(b => new[] { b.Images, b.Labels }));
         }
+    }
+
+    // The supernet with its candidate blocks checked; pruned blocks outside the candidates run as their original form.
+    private static (ImageClassifier Model, int[] Candidates) Supernet(PruneContext context, SearchOptions options)
+    {
+        var model = context.ModelOf(options.Checkpoint);
+        try
+        {
+            var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the search's candidate blocks");
+            StageData.RequireUnmerged(model, model.Blocks.Select(b => b.Index), options.Checkpoint);
+            if (options.Blocks < 0 || options.Blocks > candidates.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(options), options.Blocks, $"K must lie in [0, {candidates.Length}], the number of candidate blocks");
+            }
+            StageData.SetLambdas(model, model.PrunedBlocks().Select(p => p.Block.Index).Except(candidates).ToList(), new HashSet<int>());
+            return (model, candidates);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    // Scores a subset (ScoreSubset) and reports progress against the most the search will score.
+    private static Func<IReadOnlyList<int>, double> Scorer(ImageClassifier model, int[] candidates, SearchOptions options, IReadOnlyList<Tensor> calibration,
+        IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation)
+    {
+        var subsets = Binomial(candidates.Length, options.Blocks);
+        var budget = subsets <= options.Strategy.EffectiveExhaustiveLimit
+            ? subsets
+            : Math.Min(subsets, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
+        var best = double.NegativeInfinity;
+        var scoredCount = 0;
+        return subset =>
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var top1 = ScoreSubset(model, candidates, subset, calibration, validation);
+            best = Math.Max(best, top1);
+            progress?.Report(new SearchProgress(++scoredCount, budget, subset, top1, best));
+            return top1;
+        };
+    }
+
+    // Every scored subset with its merged cost (and predicted latency), best first: validation top-1, then fewer MACs, then block order.
+    private static List<SearchCandidate> RankCandidates(Exploration exploration, MergedCosts costs, LatencyBudget? latency) =>
+        exploration.Scored
+            .Select(s =>
+            {
+                var cost = costs.Of(s.Blocks);
+                return new SearchCandidate(s.Blocks, s.Score, cost.Params, cost.Macs, latency?.Table.Predict(s.Blocks));
+            })
+            .OrderByDescending(c => c.ValTop1).ThenBy(c => c.Macs).ThenBy(c => c.Blocks, SubsetOrder.Instance)
+            .ToList();
+
+    // The best subset's merged model timed again against the unpruned one, next to the table's prediction.
+    private static LatencyReport Remeasure(LatencyBudget budget, SearchCandidate best)
+    {
+        var (baselineMs, mergedMs) = budget.Remeasure(best.Blocks);
+        return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
+            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs);
     }
 
     /// <summary>
@@ -351,6 +366,14 @@ public static class SubnetSearch
                 : throw new InvalidOperationException($"none of the {subsets} subsets of {k} blocks is feasible");
         }
 
+        Evolve(pool, k, strategy, subset => TryScore(subset, out var value) ? value : null);
+        return new Exploration("evolutionary", subsets, scored);
+    }
+
+    // The evolutionary part of SearchStrategy: a random initial population, then generations of
+    // children bred from the better half; tryScore returns null for a subset seen before or infeasible.
+    private static void Evolve(int[] pool, int k, SearchStrategy strategy, Func<int[], double?> tryScore)
+    {
         var random = new Random(strategy.Seed);
         // Attempts per phase before giving up on finding new feasible subsets.
         var maxAttempts = 50 * strategy.Population;
@@ -358,7 +381,7 @@ public static class SubnetSearch
         for (var attempt = 0; population.Count < strategy.Population && attempt < maxAttempts; attempt++)
         {
             var subset = Sample(pool, k, random);
-            if (TryScore(subset, out var value))
+            if (tryScore(subset) is double value)
             {
                 population.Add((subset, value));
             }
@@ -386,14 +409,13 @@ public static class SubnetSearch
                 {
                     child = Mutate(parents[random.Next(parents.Count)], pool, random);
                 }
-                if (TryScore(child, out var value))
+                if (tryScore(child) is double value)
                 {
                     children.Add((child, value));
                 }
             }
             population = Rank([.. population, .. children]).Take(strategy.Population).ToList();
         }
-        return new Exploration("evolutionary", subsets, scored);
     }
 
     /// <summary>C(n, k), saturated at <see cref="long.MaxValue"/>.</summary>

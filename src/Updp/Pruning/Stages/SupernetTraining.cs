@@ -9,14 +9,11 @@ namespace Updp.Pruning;
 /// <summary>What stage 1, supernet training, needs (<c>updp supernet</c>).</summary>
 public sealed record SupernetOptions
 {
-    /// <summary>Bad-image handling and the decoded cache for image-folder data (preprocessing comes from the checkpoint).</summary>
-    public Data.DataOptions DataOptions { get; init; } = new();
-
     /// <summary>The baseline: an Updp checkpoint whose candidate blocks are original (or already pruned).</summary>
     public required string Checkpoint { get; init; }
 
-    /// <summary><c>fashion-mnist</c>, <c>mnist</c> or a directory with the four idx files.</summary>
-    public required string Data { get; init; }
+    /// <summary>Data, split, calibration and evaluation settings shared with the other stages.</summary>
+    public required StageSettings Settings { get; init; }
 
     /// <summary>The run directory: <c>supernet.safetensors</c> (+ sidecar), <c>metrics.json</c>, resume state.</summary>
     public required string OutDir { get; init; }
@@ -33,28 +30,8 @@ public sealed record SupernetOptions
     /// <summary>Distillation from a teacher (usually the baseline itself); null trains on the labels alone.</summary>
     public DistillationOptions? Distillation { get; init; }
 
-    /// <summary>Training batches the new batch norms are calibrated on before training.</summary>
-    public int CalibrationBatches { get; init; } = 10;
-
-    public int CalibrationBatchSize { get; init; } = 128;
-
-    /// <summary>Validation images held out; null takes the count the checkpoint's sidecar records (else 5000).</summary>
-    public int? ValidationCount { get; init; }
-
-    /// <summary>Seed of the validation split; null takes the checkpoint's (else <see cref="TrainOptions.Seed"/>).</summary>
-    public int? SplitSeed { get; init; }
-
-    /// <summary>Use only the first N training images (quick runs and tests).</summary>
-    public int? TrainLimit { get; init; }
-
-    public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
-
-    public bool HorizontalFlip { get; init; } = true;
-
     /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
     public bool Resume { get; init; }
-
-    public int EvalBatchSize { get; init; } = 256;
 }
 
 /// <summary>What supernet training produced; also written to <c>metrics.json</c>.</summary>
@@ -116,32 +93,29 @@ public static class SupernetTraining
         Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var loaded = StageData.LoadCheckpoint(options.Checkpoint);
-        using var model = loaded.Model;
+        using var context = PruneContext.Open(options.Checkpoint, options.Settings, options.Train.Seed);
+        return Run(context, options, progress, epochDone, cancellation);
+    }
+
+    /// <summary>Stage 1 on a loaded context whose checkpoint is the baseline (<paramref name="options"/>' checkpoint and settings are the context's).</summary>
+    public static SupernetResult Run(PruneContext context, SupernetOptions options, IProgress<TrainProgress>? progress = null,
+        Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
+        using var model = context.CopyModel();
         var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the supernet's candidate blocks");
         StageData.RequireUnmerged(model, candidates, options.Checkpoint);
         var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed);
-        var split = StageData.ResolveSplit(options.ValidationCount, options.SplitSeed, loaded.Meta, options.Train.Seed);
-        var data = StageData.LoadData(options.Data, split, options.TrainLimit, loaded.Meta, model, options.DataOptions);
-        var runOptions = StageData.RunOptions(model, options.Data, options.OutDir, data, options.Train, options.TrainLimit,
-            options.CropPadding, options.HorizontalFlip, options.Resume, options.EvalBatchSize);
+        var data = context.TrainingData;
+        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume);
+        var calibrated = Prepare(model, candidates, context.CalibrationImages(options.Train.Seed));
 
-        var calibration = StageData.CalibrationImages(data, options.CalibrationBatches, options.CalibrationBatchSize, options.Train.Seed);
-        int calibrated;
-        try
-        {
-            calibrated = Prepare(model, candidates, calibration);
-        }
-        finally
-        {
-            StageData.DisposeAll(calibration);
-        }
-
-        using var teacher = options.Distillation is { } distill ? Teacher.Load(distill, model, data.Preprocessing) : null;
+        var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         var none = new HashSet<int>();
         var hooks = new TrainRunHooks
         {
-            Loss = teacher?.Loss(options.Train.LabelSmoothing),
+            Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
             BeforeStep = (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet()),
             BeforeEvaluate = (_, _) => StageData.SetLambdas(model, candidates, none),
             // The supernet is the final epoch's weights: a validation score at λ=0 does not rank supernets.

@@ -1,0 +1,148 @@
+using System.Globalization;
+using System.Text;
+using Updp.Benchmarks;
+using Updp.Export;
+using Updp.Models;
+using Updp.Training;
+using static TorchSharp.torch;
+
+namespace Updp.Pruning;
+
+/// <summary>
+/// What <c>updp prune</c> reports about its result: test top-1, parameters, MACs, the ONNX export
+/// checked in ONNX Runtime, and TorchSharp and ONNX Runtime latency of the baseline and the merged
+/// model timed in turns.
+/// </summary>
+public static class PruneMeasurement
+{
+    /// <summary>Measures the baseline (the context's model) against the merged model of <paramref name="merge"/>; writes <c>model.onnx</c> next to it.</summary>
+    public static PruneMetrics Measure(PruneContext context, PruneOptions options, SearchResult search, FinetuneResult finetune, MergeResult merge, LatencyBudget? latency)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(search);
+        ArgumentNullException.ThrowIfNull(finetune);
+        ArgumentNullException.ThrowIfNull(merge);
+        var baseline = context.Model;
+        var data = context.Data;
+        var inputSize = data.Preprocessing.InputSize;
+        var baselineTop1 = Evaluator.Evaluate(baseline, TrainingRun.EvalLoader(data.Splits.Test, data.Preprocessing, context.Settings.EvalBatchSize).Epoch(0)).Top1;
+        using var mergedModel = StageData.LoadCheckpoint(merge.Checkpoint).Model;
+        var baselineProfile = ModelProfiler.Profile(baseline, inputSize);
+        var mergedProfile = ModelProfiler.Profile(mergedModel, inputSize);
+        var (onnx, onnxSkipped) = ExportOnnx(context, options, mergedModel, merge);
+        // Both models in every engine that can run them, timed in turns at the same thread count.
+        InferenceEngine[] engines = onnx is null ? [InferenceEngine.TorchSharp] : [InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime];
+        var t = new Timings(LatencyComparison.Run([new("baseline", baseline), new("merged", mergedModel)],
+            engines, inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns));
+        (InferenceEngine torch, InferenceEngine ort) = (InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime);
+        return new PruneMetrics
+        {
+            Model = baseline.Config.Name,
+            Method = finetune.Method,
+            Distill = options.Distillation?.Teacher,
+            Blocks = finetune.Blocks,
+            BaselineTop1 = baselineTop1,
+            Top1 = finetune.Top1,
+            SearchValTop1 = search.Candidates[0].ValTop1,
+            BaselineParams = baselineProfile.Params,
+            BaselineMacs = baselineProfile.Macs,
+            Params = mergedProfile.Params,
+            Macs = mergedProfile.Macs,
+            MergeMaxAbsDiff = merge.MaxAbsDiff,
+            MergeTolerance = merge.Tolerance,
+            InputSize = inputSize,
+            Threads = get_num_threads(),
+            BaselineLatencyMsB1 = t.Ms(torch, "baseline", 1),
+            LatencyMsB1 = t.Ms(torch, "merged", 1),
+            BaselineLatencyMsB32 = t.Ms(torch, "baseline", 32),
+            LatencyMsB32 = t.Ms(torch, "merged", 32),
+            Speedup = t.Speedup(torch, 1),
+            SpeedupB32 = t.Speedup(torch, 32),
+            OnnxRelativeDiff = onnx?.Parity.RelativeDiff ?? double.NaN,
+            OnnxSkipped = onnxSkipped,
+            OnnxBaselineLatencyMsB1 = t.Ms(ort, "baseline", 1),
+            OnnxLatencyMsB1 = t.Ms(ort, "merged", 1),
+            OnnxBaselineLatencyMsB32 = t.Ms(ort, "baseline", 32),
+            OnnxLatencyMsB32 = t.Ms(ort, "merged", 32),
+            OnnxSpeedup = t.Speedup(ort, 1),
+            OnnxSpeedupB32 = t.Speedup(ort, 32),
+            LatencyBudgetMs = latency?.BudgetMs,
+            LatencyBatch = latency?.Table.Batch,
+            PredictedLatencyMs = latency?.Table.Predict(finetune.Blocks),
+            MeasuredLatencyMs = latency is null ? null
+                : TorchSharpBenchmark.InferencePair(baseline, mergedModel, latency.Table.Batch, inputSize, options.LatencyWarmup, options.LatencyRuns).B.MedianMs,
+        };
+    }
+
+    // model.onnx next to the merged checkpoint, checked in ONNX Runtime on test images; or why a model cannot be exported.
+    private static (OnnxExportReport? Report, string? Skipped) ExportOnnx(PruneContext context, PruneOptions options, ImageClassifier merged, MergeResult merge)
+    {
+        using var scope = NewDisposeScope();
+        var inputs = MergeStage.CheckImages(context, options);
+        try
+        {
+            return (OnnxExporter.Export(merged, Path.Combine(Path.GetDirectoryName(merge.Checkpoint)!, PrunePipeline.OnnxFile), inputs), null);
+        }
+        catch (MissingOnnxEmitterException e)
+        {
+            // A family without ONNX emitters yet: the pipeline's result stands, the report says why there is no model.onnx.
+            return (null, e.Message);
+        }
+    }
+
+    // Median latencies and paired speed-ups of LatencyComparison.Run, NaN for what was not measured.
+    private sealed class Timings(IReadOnlyList<BenchResult> timings)
+    {
+        public double Ms(InferenceEngine engine, string variant, int batch) =>
+            timings.SingleOrDefault(t => t.Engine == engine && t.Variant == variant && t.Batch == batch)?.Stats.MedianMs ?? double.NaN;
+
+        public double Speedup(InferenceEngine engine, int batch) =>
+            timings.SingleOrDefault(t => t.Engine == engine && t.Variant == "merged" && t.Batch == batch)?.Speedup ?? double.NaN;
+    }
+
+    /// <summary>The short Markdown report: baseline against merged model.</summary>
+    public static string RenderReport(PruneOptions options, PruneMetrics m)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(m);
+        var c = CultureInfo.InvariantCulture;
+        var s = new StringBuilder();
+        s.AppendLine(c, $"# UPDP: {m.Model}, {m.Blocks.Count} blocks pruned ({m.Method})");
+        s.AppendLine();
+        s.AppendLine(c, $"Baseline `{options.Checkpoint}`, data `{options.Settings.Data}`, pruned blocks {string.Join(", ", m.Blocks)} " +
+            $"(search val top-1 {m.SearchValTop1:P2}); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}.");
+        s.AppendLine();
+        var stage1 = options.SupernetCheckpoint is { } given
+            ? $"the given supernet `{given}`"
+            : string.Create(c, $"{options.Supernet.Epochs} epochs at lr {options.Supernet.LearningRate:G3}");
+        var distilled = m.Distill is { } teacher
+            ? string.Create(c, $"distilled from `{teacher}` (α {options.Distillation!.Alpha:G3}, T {options.Distillation.Temperature:G3})")
+            : "no distillation";
+        s.AppendLine(c, $"Recipe: supernet {stage1}; fine-tune {options.Finetune.Epochs} epochs at lr {options.Finetune.LearningRate:G3}; {distilled}.");
+        s.AppendLine();
+        s.AppendLine("| model | test top-1 | params | MACs | TorchSharp b1 (ms) | TorchSharp b32 (ms) | ONNX Runtime b1 (ms) | ONNX Runtime b32 (ms) |");
+        s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        s.AppendLine(c, $"| baseline | {m.BaselineTop1:P2} | {m.BaselineParams:N0} | {m.BaselineMacs:N0} | {m.BaselineLatencyMsB1:F2} | {m.BaselineLatencyMsB32:F2} | {m.OnnxBaselineLatencyMsB1:F2} | {m.OnnxBaselineLatencyMsB32:F2} |");
+        s.AppendLine(c, $"| merged | {m.Top1:P2} | {m.Params:N0} | {m.Macs:N0} | {m.LatencyMsB1:F2} | {m.LatencyMsB32:F2} | {m.OnnxLatencyMsB1:F2} | {m.OnnxLatencyMsB32:F2} |");
+        s.AppendLine();
+        if (m.LatencyBudgetMs is double budget)
+        {
+            s.AppendLine(c, $"Latency budget {budget:G4} ms at batch {m.LatencyBatch}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
+                $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms.");
+            s.AppendLine();
+        }
+        s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 in TorchSharp; {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime " +
+            $"(CPU, {m.Threads} intra-op threads each, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs, the two models timed in turns).");
+        s.AppendLine();
+        if (m.OnnxSkipped is { } why)
+        {
+            s.AppendLine(c, $"No `{PrunePipeline.OnnxFile}`: {why}.");
+        }
+        else
+        {
+            s.AppendLine(c, $"`{PrunePipeline.OnnxFile}`: the merged model in ONNX, checked in ONNX Runtime against TorchSharp on test images: max |Δ| = {m.OnnxRelativeDiff:G3}·max(1, max |y|).");
+        }
+        return s.ToString();
+    }
+}
