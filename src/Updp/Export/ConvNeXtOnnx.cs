@@ -58,7 +58,7 @@ internal static class ConvNeXtOnnx
         return Residual(g, path, Fc(c, block.Mlp, path, "fc2", h), block.Gamma, input);
     }
 
-    // norm_λ and act_λ of DESIGN §2. At λ = 0 and λ = 1 only one branch is written (as the
+    // norm_λ and act_λ of docs/METHOD.md#progressive-operators. At λ = 0 and λ = 1 only one branch is written (as the
     // TorchSharp forward computes only one), so the unused parameters are not stored.
     private static string ProgressiveBlock(Ctx c, nn.Module m, string path, string input)
     {

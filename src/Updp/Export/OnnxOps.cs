@@ -123,7 +123,7 @@ public static class OnnxOps
     public static string Transpose(OnnxGraphBuilder g, string name, string x, params long[] perm) => g.Node("Transpose", name, [x], Attr("perm", perm));
 
     /// <summary>
-    /// A progressive operator of DESIGN §2 (act_λ, norm_λ): the original branch at λ = 0, the pruned
+    /// A progressive operator of docs/METHOD.md#progressive-operators (act_λ, norm_λ): the original branch at λ = 0, the pruned
     /// one at λ = 1 (only that branch is written, as the TorchSharp forward computes only one), and
     /// their <see cref="Mix"/> named <paramref name="mixName"/> in between.
     /// </summary>
@@ -139,7 +139,7 @@ public static class OnnxOps
         };
     }
 
-    /// <summary>(1−λ)·a + λ·b, the progressive mix of DESIGN §2, with λ a named constant.</summary>
+    /// <summary>(1−λ)·a + λ·b, the progressive mix of docs/METHOD.md#progressive-operators, with λ a named constant.</summary>
     public static string Mix(OnnxGraphBuilder g, string name, string a, string b, double lambda)
     {
         var wa = g.Node("Mul", $"{name}/original", [a, g.Constant($"{name}/one_minus_lambda", (float)(1 - lambda))]);

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-/// <summary>Recomputes batch-norm running statistics from training batches (DESIGN §2, stages 2 and 3).</summary>
+/// <summary>Recomputes batch-norm running statistics from training batches (docs/METHOD.md#batch-norm-calibration).</summary>
 public static class BatchNormCalibration
 {
     /// <summary>

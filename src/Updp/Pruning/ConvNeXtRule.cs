@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-// ConvNeXt's forms (DESIGN §3). Pruned: norm → BN over C, GELU → identity, so between conv_dw's
+// ConvNeXt's forms (docs/METHOD.md#convnext). Pruned: norm → BN over C, GELU → identity, so between conv_dw's
 // output and the residual sum the block is linear. Merged: conv_dw with the BN folded, then one
 // channel mixing C→C, then +x. Never a dense 7×7 C→C conv: ~6× the MACs, measured slower.
 

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-// DeiT's forms (DESIGN §3). Pruned: norm2 → BN over D (batch×tokens as its batch), GELU → identity;
+// DeiT's forms (docs/METHOD.md#deit). Pruned: norm2 → BN over D (batch×tokens as its batch), GELU → identity;
 // attention stays. Then the MLP branch with its residual, x ↦ x + fc2(fc1(BN(x))), is affine in x.
 // Merged: x + attn(norm1(x)) as before, then ONE Linear D→D: W = I + W2·W1·diag(s),
 // b = W2·(W1·(β − s⊙μ) + b1) + b2 with s = γ/√(σ²+ε) (8·D² MACs per token become D²).

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-// MobileNetV2's forms (DESIGN §3). Pruned: both ReLU6 → act_λ, and the zero padding of the
+// MobileNetV2's forms (docs/METHOD.md#mobilenetv2). Pruned: both ReLU6 → act_λ, and the zero padding of the
 // depthwise conv moves to the block input, so that at λ=1 the block is one affine map of its
 // zero-padded input. Merged: that map as one dense 3×3 conv C→C', stride s, with bias; BNs folded,
 // the residual (if any) in the centre tap. The pruned form has no batch norms of its own to add:

@@ -2,7 +2,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-/// <summary>The progressive operators of DESIGN §2, shared by every block rule.</summary>
+/// <summary>The progressive operators of docs/METHOD.md#progressive-operators, shared by every block rule.</summary>
 internal static class Progressive
 {
     /// <summary>act_λ(x) = (1−λ)·σ(x) + λ·x.</summary>

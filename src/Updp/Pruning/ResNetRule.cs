@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-// ResNet's forms (DESIGN §3). Every residual block is prunable, the first block of a layer too: its
+// ResNet's forms (docs/METHOD.md#resnet). Every residual block is prunable, the first block of a layer too: its
 // projection shortcut (1×1 conv + BN, stride 2) folds into the centre tap of the merged kernel like
 // the identity does.
 //

@@ -8,7 +8,7 @@ using static Updp.Tests.Pruning.PruningTestSupport;
 
 namespace Updp.Tests.Pruning;
 
-/// <summary>DeiT's pruned and merged forms (DESIGN §3) through the block rules.</summary>
+/// <summary>DeiT's pruned and merged forms (docs/METHOD.md#deit) through the block rules.</summary>
 public class DeiTPruningTests
 {
     private const int Dim = 24;

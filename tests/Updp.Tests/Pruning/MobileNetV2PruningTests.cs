@@ -8,7 +8,7 @@ using static Updp.Tests.Pruning.PruningTestSupport;
 
 namespace Updp.Tests.Pruning;
 
-/// <summary>The inverted residual's progressive and merged forms (DESIGN §3), for every kind of block.</summary>
+/// <summary>The inverted residual's progressive and merged forms (docs/METHOD.md#mobilenetv2), for every kind of block.</summary>
 public class MobileNetV2PruningTests
 {
     /// <summary>The kinds of block MobileNetV2 has, plus a residual t=1 block (C, C', stride, t).</summary>

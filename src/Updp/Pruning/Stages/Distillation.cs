@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Updp.Pruning;
 
 /// <summary>
-/// Knowledge distillation from a teacher, usually the baseline the pruning started from (DESIGN §2):
+/// Knowledge distillation from a teacher, usually the baseline the pruning started from (docs/METHOD.md#distillation):
 /// loss = (1−α)·CE(student, labels) + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T)).
 /// The defaults (α = 0.5, T = 1) are our choice, not yet backed by an ablation: at T = 1 the soft
 /// term's gradients have the scale of the cross-entropy's, and α = 0.5 weighs the two alike.

@@ -1,7 +1,7 @@
 namespace Updp.Pruning;
 
 /// <summary>
-/// The λ schedule of progressive fine-tuning (DESIGN §2, stage 3): λ rises linearly per iteration
+/// The λ schedule of progressive fine-tuning (docs/METHOD.md#stage-3-progressive-fine-tuning): λ rises linearly per iteration
 /// from 0 at step 0 to 1 at step <see cref="Ramp"/>·<see cref="TotalSteps"/>, then stays 1.
 /// A ramp of 0 gives λ=1 from the first step (the <c>direct</c> method).
 /// </summary>

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
-/// <summary>How stage 3 turns the chosen blocks into their pruned form (DESIGN §2).</summary>
+/// <summary>How stage 3 turns the chosen blocks into their pruned form (docs/METHOD.md#comparison-methods).</summary>
 public enum FinetuneMethod
 {
     /// <summary>UPDP: the blocks' progressive form, λ rising linearly from 0 to 1 over the first part of training.</summary>
@@ -18,7 +18,7 @@ public enum FinetuneMethod
     Drop,
 }
 
-/// <summary>Which kind of checkpoint stage 3 starts from (DESIGN §2, <c>--init</c>).</summary>
+/// <summary>Which kind of checkpoint stage 3 starts from (docs/METHOD.md#stage-3-progressive-fine-tuning, <c>--init</c>).</summary>
 public enum FinetuneInit
 {
     /// <summary>Stage 1's supernet: the checkpoint has blocks in progressive form.</summary>
@@ -156,7 +156,7 @@ public sealed record FinetuneResult
 }
 
 /// <summary>
-/// Stage 3 of the method (DESIGN §2): trains the subnet that prunes blocks S. With
+/// Stage 3 of the method (docs/METHOD.md#stage-3-progressive-fine-tuning): trains the subnet that prunes blocks S. With
 /// <see cref="FinetuneMethod.Updp"/> the blocks of S take their progressive form and λ rises
 /// linearly per step from 0 to 1 over the first <see cref="FinetuneOptions.Ramp"/> of training (then
 /// stays 1); <see cref="FinetuneMethod.Direct"/> starts at λ=1; <see cref="FinetuneMethod.Drop"/>

@@ -116,7 +116,7 @@ public sealed record PruneProgress(PruneStage Stage, PruneEvent Event, string? M
 public sealed record PruneResult(PruneMetrics Metrics, IReadOnlyList<PruneStage> Skipped);
 
 /// <summary>
-/// The whole method (DESIGN §2) in one run directory: supernet → search → fine-tune → merge, then
+/// The whole method (docs/METHOD.md#the-four-stages) in one run directory: supernet → search → fine-tune → merge, then
 /// test top-1, costs and latency of baseline and merged model. Layout of OutDir:
 /// <c>supernet/</c> (stage 1, <c>supernet.safetensors</c>), <c>search.json</c> (stage 2),
 /// <c>finetune/</c> (stage 3, <c>pruned.safetensors</c>), <c>merged.safetensors</c> (stage 4),

@@ -139,7 +139,7 @@ public sealed record SearchResult
 }
 
 /// <summary>
-/// Stage 2 of the method (DESIGN §2): which K blocks to prune. Each candidate subset S is scored by
+/// Stage 2 of the method (docs/METHOD.md#stage-2-subnet-search): which K blocks to prune. Each candidate subset S is scored by
 /// the supernet's validation top-1 with S at λ=1 and the other candidates at λ=0, after every batch
 /// norm's statistics are recalibrated on the same training batches (so a score depends on S alone,
 /// not on the order of scoring). Only the validation split is used, never the test set.

@@ -73,7 +73,7 @@ public sealed record SupernetResult
 }
 
 /// <summary>
-/// Stage 1 of the method (DESIGN §2): from the baseline's weights, trains one set of weights that
+/// Stage 1 of the method (docs/METHOD.md#stage-1-supernet-training): from the baseline's weights, trains one set of weights that
 /// works with any subset of at most K_max candidate blocks pruned. Every candidate block gets its
 /// progressive form; each step samples a subset S (<see cref="SupernetSampler"/>) whose blocks run
 /// at λ=1 while the others run at λ=0, i.e. as the original blocks.
