@@ -8,17 +8,17 @@ namespace Updp.Cli;
 internal static class CommonOptions
 {
     public static Option<string?> Checkpoint() =>
-        new("--checkpoint") { Description = "Model file: our .safetensors (+ .json sidecar), or a PyTorch state dict (.pt/.pth/.safetensors) with --model." };
+        new Option<string?>("--checkpoint") { Description = "Model file: our .safetensors (+ .json sidecar), or a PyTorch state dict (.pt/.pth/.safetensors) with --model." }.ExistingFile();
 
     public static Option<string?> Model() =>
-        new("--model") { Description = "Model name (see `updp models`); needed for state dicts without a sidecar." };
+        new Option<string?>("--model") { Description = "Model name (see `updp models`); needed for state dicts without a sidecar." };
 
     public static Option<string> Data() =>
-        new("--data") { Description = "fashion-mnist, mnist, a directory of idx files, an image folder (DIR/train/<class>/*, optional val/ and test/) or a CSV list of path,label rows (docs/DATA.md).", DefaultValueFactory = _ => "fashion-mnist" };
+        new Option<string>("--data") { Description = "fashion-mnist, mnist, a directory of idx files, an image folder (DIR/train/<class>/*, optional val/ and test/) or a CSV list of path,label rows (docs/DATA.md).", DefaultValueFactory = _ => "fashion-mnist" };
 
-    public static Option<int> Seed() => new("--seed") { Description = "Random seed (initialisation, data order, augmentation, validation split)." };
+    public static Option<int> Seed() => new Option<int>("--seed") { Description = "Random seed (initialisation, data order, augmentation, validation split)." }.Range(0, int.MaxValue);
 
-    public static Option<int?> Threads() => new("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." };
+    public static Option<int?> Threads() => new Option<int?>("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." }.Range(1, OptionRules.MaxThreads);
 
     /// <summary>Parses "1,32" (and repeated or space-separated values) into positive integers.</summary>
     public static int[] ParseIntList(System.CommandLine.Parsing.ArgumentResult result)
@@ -37,29 +37,29 @@ internal static class CommonOptions
     }
 
     // Options of the training stages (supernet, finetune, prune), declared once.
-    public static Option<int> BatchSize() => new("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
+    public static Option<int> BatchSize() => new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize }.Range(1, OptionRules.MaxBatch);
 
     public static Option<double> LearningRate(double defaultValue) =>
-        new("--lr") { Description = "Peak learning rate (AdamW, cosine schedule).", DefaultValueFactory = _ => defaultValue };
+        new Option<double>("--lr") { Description = "Peak learning rate (AdamW, cosine schedule).", DefaultValueFactory = _ => defaultValue }.Range(0, 10, minOpen: true);
 
-    public static Option<int?> TrainLimit() => new("--train-limit") { Description = "Train on the first N training images only (quick runs)." };
+    public static Option<int?> TrainLimit() => new Option<int?>("--train-limit") { Description = "Train on the first N training images only (quick runs)." }.Range(1, int.MaxValue);
 
-    public static Option<int?> MaxSteps() => new("--max-steps") { Description = "Stop each epoch after N steps (quick runs)." };
+    public static Option<int?> MaxSteps() => new Option<int?>("--max-steps") { Description = "Stop each epoch after N steps (quick runs)." }.Range(1, int.MaxValue);
 
     public static Option<int?> ValSize() =>
-        new("--val-size") { Description = "Validation images carved from the training set (default: what the checkpoint's sidecar records, else 5000)." };
+        new Option<int?>("--val-size") { Description = "Validation images carved from the training set (default: what the checkpoint's sidecar records, else 5000)." }.Range(0, int.MaxValue);
 
     public static Option<int> CalibrationBatches() =>
-        new("--calibration-batches") { Description = "Training batches (of 128) batch-norm statistics are calibrated on.", DefaultValueFactory = _ => 10 };
+        new Option<int>("--calibration-batches") { Description = "Training batches (of 128) batch-norm statistics are calibrated on.", DefaultValueFactory = _ => 10 }.Range(1, 10_000);
 
     public static Option<string?> Distill() =>
-        new("--distill") { Description = "Distil from this teacher checkpoint (usually the baseline): loss = (1−α)·CE + α·T²·KL." };
+        new Option<string?>("--distill") { Description = "Distil from this teacher checkpoint (usually the baseline): loss = (1−α)·CE + α·T²·KL." }.ExistingFile();
 
     public static Option<double> DistillAlpha() =>
-        new("--distill-alpha") { Description = "α, the weight of the distillation term.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Alpha };
+        new Option<double>("--distill-alpha") { Description = "α, the weight of the distillation term.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Alpha }.Range(0, 1);
 
     public static Option<double> DistillTemperature() =>
-        new("--distill-temperature") { Description = "T, the distillation temperature.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Temperature };
+        new Option<double>("--distill-temperature") { Description = "T, the distillation temperature.", DefaultValueFactory = _ => new DistillationOptions { Teacher = "" }.Temperature }.Range(0, 100, minOpen: true);
 
     public static DistillationOptions? Distillation(string? teacher, double alpha, double temperature) =>
         teacher is null ? null : new DistillationOptions { Teacher = teacher, Alpha = alpha, Temperature = temperature };
@@ -91,10 +91,6 @@ internal static class CommonOptions
     {
         if (threads is int n)
         {
-            if (n < 1)
-            {
-                throw new ArgumentException($"--threads must be ≥ 1, got {n}");
-            }
             TorchSharp.torch.set_num_threads(n);
         }
     }

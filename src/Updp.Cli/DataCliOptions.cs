@@ -27,26 +27,26 @@ internal sealed class DataCliOptions
     public Option<string> Data { get; } = CommonOptions.Data();
 
     public Option<bool> SkipBadImages { get; } =
-        new("--skip-bad-images") { Description = "Leave out image files that cannot be used (unreadable, truncated, too small or too large) and count them, instead of stopping at the first." };
+        new Option<bool>("--skip-bad-images") { Description = "Leave out image files that cannot be used (unreadable, truncated, too small or too large) and count them, instead of stopping at the first." };
 
     public Option<string?> Cache { get; } =
-        new("--cache") { Description = "Directory for a decoded cache of image-folder data: images decoded once (resized to the evaluation resize) into a memory-mapped file; rebuilt when the files or sizes change." };
+        new Option<string?>("--cache") { Description = "Directory for a decoded cache of image-folder data: images decoded once (resized to the evaluation resize) into a memory-mapped file; rebuilt when the files or sizes change." }.OutputPath(isDirectory: true);
 
-    public Option<string?> Mean { get; } = new("--mean") { Description = "Normalisation mean, one value or one per channel, e.g. 0.485,0.456,0.406 (default: ImageNet's for image folders)." };
+    public Option<string?> Mean { get; } = new Option<string?>("--mean") { Description = "Normalisation mean, one value or one per channel, e.g. 0.485,0.456,0.406 (default: ImageNet's for image folders)." };
 
-    public Option<string?> Std { get; } = new("--std") { Description = "Normalisation std, one value or one per channel (default: ImageNet's for image folders)." };
+    public Option<string?> Std { get; } = new Option<string?>("--std") { Description = "Normalisation std, one value or one per channel (default: ImageNet's for image folders)." };
 
-    public Option<double?> CropPct { get; } = new("--crop-pct") { Description = "Evaluation keeps the centre crop_pct of the image resized to size/crop_pct (default 0.875)." };
+    public Option<double?> CropPct { get; } = new Option<double?>("--crop-pct") { Description = "Evaluation keeps the centre crop_pct of the image resized to size/crop_pct (default 0.875)." }.Range(0.25, 2);
 
-    public Option<string?> Interpolation { get; } = new("--interpolation") { Description = "Resize filter: bicubic (default) or bilinear." };
+    public Option<string?> Interpolation { get; } = new Option<string?>("--interpolation") { Description = "Resize filter: bicubic (default) or bilinear." };
 
-    public Option<string?> Scale { get; } = new("--scale") { Description = "Random-resized-crop area range MIN,MAX (default 0.08,1; small objects in small images want a larger MIN)." };
+    public Option<string?> Scale { get; } = new Option<string?>("--scale") { Description = "Random-resized-crop area range MIN,MAX (default 0.08,1; small objects in small images want a larger MIN)." };
 
-    public Option<string?> Ratio { get; } = new("--ratio") { Description = "Random-resized-crop aspect-ratio range MIN,MAX (default 0.75,1.3333)." };
+    public Option<string?> Ratio { get; } = new Option<string?>("--ratio") { Description = "Random-resized-crop aspect-ratio range MIN,MAX (default 0.75,1.3333)." };
 
-    public Option<string?> Transform { get; } = new("--transform") { Description = "pad (MNIST-style: pad to the input size, random crop) or resize_crop (timm's); default by data kind." };
+    public Option<string?> Transform { get; } = new Option<string?>("--transform") { Description = "pad (MNIST-style: pad to the input size, random crop) or resize_crop (timm's); default by data kind." };
 
-    public Option<int?> InChans { get; } = new("--in-chans") { Description = "Input channels of a new model: 1 or 3 (default 1 for MNIST-style data, 3 for image folders)." };
+    public Option<int?> InChans { get; } = new Option<int?>("--in-chans") { Description = "Input channels of a new model: 1 or 3 (default 1 for MNIST-style data, 3 for image folders)." }.Range(1, 64);
 
     public IEnumerable<Option> All =>
         _withPreprocessing
@@ -65,10 +65,6 @@ internal sealed class DataCliOptions
     /// <summary>The data options given, checked; errors name the option and what it accepts.</summary>
     public DataOptions Read(ParseResult parse, int? inputSize = null)
     {
-        if (inputSize is < MinInputSize or > MaxInputSize)
-        {
-            throw new ArgumentException($"--input-size must be {MinInputSize}–{MaxInputSize} pixels, got {inputSize}");
-        }
         var options = new DataOptions
         {
             InputSize = inputSize,
@@ -96,10 +92,6 @@ internal sealed class DataCliOptions
             }
         }
         var cropPct = parse.GetValue(CropPct);
-        if (cropPct is { } c && !(c >= 0.25 && c <= 2))
-        {
-            throw new ArgumentException($"--crop-pct must be in [0.25, 2] (timm uses 0.875–1), got {c}");
-        }
         var transform = parse.GetValue(Transform)?.Replace('-', '_');
         if (transform is not (null or Preprocessing.PadTransform or Preprocessing.ResizeCropTransformName))
         {

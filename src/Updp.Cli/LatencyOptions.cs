@@ -8,18 +8,18 @@ namespace Updp.Cli;
 /// <summary>The latency-budget options of <c>search</c> and <c>prune</c>, declared once.</summary>
 internal static class LatencyOptions
 {
-    public static Option<double?> Budget() => new("--latency-budget")
+    public static Option<double?> Budget() => new Option<double?>("--latency-budget")
     {
         Description = "Only subsets whose merged model is predicted (per-block latency table of this machine) to take at most this many ms per batch.",
-    };
+    }.Range(0, 1e9, minOpen: true);
 
-    public static Option<int> Batch() => new("--latency-batch")
+    public static Option<int> Batch() => new Option<int>("--latency-batch")
     {
         Description = "Batch size the latency budget is for.",
         DefaultValueFactory = _ => 1,
-    };
+    }.Range(1, OptionRules.MaxBatch);
 
-    public static Option<string?> Table() => new("--latency-table")
+    public static Option<string?> Table() => new Option<string?>("--latency-table")
     {
         Description = "Per-block latency table file (reused when measured for the same model, input, batch and threads on this machine; default: in ~/.cache/updp/latency).",
     };

@@ -7,8 +7,12 @@ namespace Updp.Cli;
 /// <summary>The <c>updp</c> command line: one class per verb under Commands/.</summary>
 public static class UpdpCli
 {
+    /// <summary>Prints the stack trace of a failure (every verb).</summary>
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "On an error, print the stack trace too.", Recursive = true };
+
     public static RootCommand Build() => new("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
     {
+        Verbose,
         ModelsCommand.Create(),
         InfoCommand.Create(),
         TrainCommand.Create(),
@@ -24,7 +28,7 @@ public static class UpdpCli
         DemoCommand.Create(),
     };
 
-    /// <summary>Runs the tool; input errors print one line on stderr and return 2.</summary>
+    /// <summary>Runs the tool; errors print one line on stderr and return 2 (bad input), 1 (failed run) or 130 (interrupted).</summary>
     public static int Run(string[] args)
     {
         // Spectre.Console assumes 80 columns when output goes to a file or pipe, which wraps the
@@ -33,19 +37,21 @@ public static class UpdpCli
         {
             AnsiConsole.Profile.Width = int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0 ? columns : 120;
         }
-        var parsed = Build().Parse(args);
-        if (parsed.Errors.Count > 0)
+        return CliErrors.Run(() =>
         {
-            // Like the library's input errors: one line each and exit code 2, not a help page.
-            foreach (var error in parsed.Errors)
+            var parsed = Build().Parse(args);
+            if (parsed.Errors.Count > 0)
             {
-                Console.Error.WriteLine($"error: {error.Message}");
+                // Like the library's input errors: one line each and exit code 2, not a help page.
+                foreach (var error in parsed.Errors)
+                {
+                    Console.Error.WriteLine($"error: {error.Message}");
+                }
+                Console.Error.WriteLine($"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal));
+                return CliErrors.BadInput;
             }
-            Console.Error.WriteLine($"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal));
-            return 2;
-        }
-        // Our own handler prints input errors as one line; anything else keeps its stack trace.
-        return CliErrors.Run(() => parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }, verbose: args.Contains(Verbose.Name));
     }
 
     private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)

@@ -20,19 +20,19 @@ internal static class BenchCommand
         var model = new Option<string?>("--model") { Description = "Registered model name (random weights are fine for latency)." };
         var checkpoint = CommonOptions.Checkpoint();
         var pruned = new Option<string?>("--pruned") { Description = "Also time the model with these blocks pruned and merged (0-based, e.g. 6,7,8), against the unpruned one." };
-        var resolutions = new Option<int[]?>("--resolution") { Description = "Input sides, e.g. 32,224 (default: the checkpoint's input size, else 32).", CustomParser = CommonOptions.ParseIntList };
-        var batches = new Option<int[]>("--batch") { Description = "Batch sizes, e.g. 1,32.", DefaultValueFactory = _ => [1, 32], CustomParser = CommonOptions.ParseIntList };
+        var resolutions = new Option<int[]?>("--resolution") { Description = "Input sides, e.g. 32,224 (default: the checkpoint's input size, else 32).", CustomParser = CommonOptions.ParseIntList }.EachInRange(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
+        var batches = new Option<int[]>("--batch") { Description = "Batch sizes, e.g. 1,32.", DefaultValueFactory = _ => [1, 32], CustomParser = CommonOptions.ParseIntList }.EachInRange(1, OptionRules.MaxBatch);
         var engines = new Option<string>("--engine") { Description = "torchsharp, onnxruntime or both (comma-separated).", DefaultValueFactory = _ => "torchsharp" };
         var mode = new Option<string>("--mode") { Description = "infer (eval forward), train (AdamW step, TorchSharp only) or data (the training loader alone on --data, from files and --cache).", DefaultValueFactory = _ => "infer" };
         mode.AcceptOnlyFromAmong("infer", "train", "data");
         var dataOptions = new DataCliOptions(withPreprocessing: true);
-        var inChans = new Option<int>("--in-chans") { Description = "Input channels (with --model).", DefaultValueFactory = _ => 1 };
-        var numClasses = new Option<int>("--num-classes") { Description = "Classes (with --model).", DefaultValueFactory = _ => 10 };
-        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (with --model; default: small-input setting at ≤ 64 px)." };
-        var runs = new Option<int>("--runs") { Description = "Timed runs per setting.", DefaultValueFactory = _ => 20 };
-        var warmup = new Option<int>("--warmup") { Description = "Untimed runs first.", DefaultValueFactory = _ => 3 };
+        var inChans = new Option<int>("--in-chans") { Description = "Input channels (with --model).", DefaultValueFactory = _ => 1 }.Range(1, 64);
+        var numClasses = new Option<int>("--num-classes") { Description = "Classes (with --model).", DefaultValueFactory = _ => 10 }.Range(1, 1_000_000);
+        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (with --model; default: small-input setting at ≤ 64 px)." }.Range(1, 32);
+        var runs = new Option<int>("--runs") { Description = "Timed runs per setting.", DefaultValueFactory = _ => 20 }.Range(1, 1_000_000);
+        var warmup = new Option<int>("--warmup") { Description = "Untimed runs first.", DefaultValueFactory = _ => 3 }.Range(0, 1_000_000);
         var json = new Option<bool>("--json") { Description = "Print JSON." };
-        var threads = new Option<int?>("--threads") { Description = "Intra-op threads for libtorch and ONNX Runtime alike (default: libtorch's, all cores)." };
+        var threads = new Option<int?>("--threads") { Description = "Intra-op threads for libtorch and ONNX Runtime alike (default: libtorch's, all cores)." }.Range(1, OptionRules.MaxThreads);
         var command = new Command("bench", "Measure latency (median, p10, p90 ms), images/s and the speed-up of a merged model, in TorchSharp and ONNX Runtime.")
         {
             model, checkpoint, pruned, resolutions, batches, engines, mode, inChans, numClasses, stemStride, runs, warmup, json, threads,
@@ -49,10 +49,6 @@ internal static class BenchCommand
             var engineList = ParseEngines(parse.GetValue(engines)!);
             var blocks = parse.GetValue(pruned) is { } p ? CommonOptions.ParseBlocks("--pruned", p) : null;
             var (warmupRuns, timedRuns) = (parse.GetValue(warmup), parse.GetValue(runs));
-            if (timedRuns < 1 || warmupRuns < 0)
-            {
-                throw new ArgumentException($"--runs must be ≥ 1 and --warmup ≥ 0, got {timedRuns} and {warmupRuns}");
-            }
             var train = parse.GetValue(mode) == "train";
             if (train && (blocks is not null || engineList.Any(e => e != InferenceEngine.TorchSharp)))
             {

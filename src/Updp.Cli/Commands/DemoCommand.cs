@@ -52,8 +52,8 @@ internal static class DemoCommand
 
     public static Command Create()
     {
-        var outDir = new Option<string>("--out") { Description = "Directory for the demo's runs.", DefaultValueFactory = _ => Path.Combine("runs", "demo") };
-        var epochs = new Option<int>("--epochs") { Description = "Baseline training epochs.", DefaultValueFactory = _ => DefaultEpochs };
+        var outDir = new Option<string>("--out") { Description = "Directory for the demo's runs.", DefaultValueFactory = _ => Path.Combine("runs", "demo") }.OutputPath(isDirectory: true);
+        var epochs = new Option<int>("--epochs") { Description = "Baseline training epochs.", DefaultValueFactory = _ => DefaultEpochs }.Range(1, OptionRules.MaxEpochs);
         var blocks = new Option<string>("--blocks")
         {
             Description = "The K values to prune (comma-separated); none: only the baseline.",

@@ -16,8 +16,8 @@ internal static class EvalCommand
         checkpoint.Required = true;
         var model = CommonOptions.Model();
         var dataOptions = new DataCliOptions(withPreprocessing: false);
-        var inputSize = new Option<int?>("--input-size") { Description = "Input side for checkpoints without a sidecar (default 32 for MNIST-style data, 224 for image folders)." };
-        var batch = new Option<int>("--batch-size") { Description = "Evaluation batch size.", DefaultValueFactory = _ => 256 };
+        var inputSize = new Option<int?>("--input-size") { Description = "Input side for checkpoints without a sidecar (default 32 for MNIST-style data, 224 for image folders)." }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
+        var batch = new Option<int>("--batch-size") { Description = "Evaluation batch size.", DefaultValueFactory = _ => 256 }.Range(1, OptionRules.MaxBatch);
         var json = new Option<bool>("--json") { Description = "Print a JSON object (with per-class top-1 and the confusion matrix)." };
         var threads = CommonOptions.Threads();
         var command = new Command("eval", "Top-1 accuracy of a checkpoint on the test split (val when the data set has none), per class and as a confusion matrix.")
@@ -28,10 +28,6 @@ internal static class EvalCommand
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
-            if (parse.GetValue(batch) < 1)
-            {
-                throw new ArgumentException($"--batch-size must be ≥ 1, got {parse.GetValue(batch)}");
-            }
             var path = parse.GetValue(checkpoint)!;
             var data = parse.GetValue(dataOptions.Data)!;
             var loaded = ModelLoading.Load(path, parse.GetValue(model));

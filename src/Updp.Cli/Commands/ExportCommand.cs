@@ -17,11 +17,11 @@ internal static class ExportCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Required = true;
         var model = CommonOptions.Model();
-        var onnx = new Option<string>("--onnx") { Description = "ONNX file to write (.onnx).", Required = true };
-        var opset = new Option<int>("--opset") { Description = $"ONNX opset ({OnnxExporter.MinOpset}–{OnnxExporter.MaxOpset}).", DefaultValueFactory = _ => OnnxExporter.DefaultOpset };
-        var resolution = new Option<int?>("--resolution") { Description = "Input side (default: the checkpoint's preprocessing, else 224)." };
+        var onnx = new Option<string>("--onnx") { Description = "ONNX file to write (.onnx).", Required = true }.OutputPath(isDirectory: false);
+        var opset = new Option<int>("--opset") { Description = $"ONNX opset ({OnnxExporter.MinOpset}–{OnnxExporter.MaxOpset}).", DefaultValueFactory = _ => OnnxExporter.DefaultOpset }.Range(OnnxExporter.MinOpset, OnnxExporter.MaxOpset);
+        var resolution = new Option<int?>("--resolution") { Description = "Input side (default: the checkpoint's preprocessing, else 224)." }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
         var data = CommonOptions.Data();
-        var images = new Option<int>("--check-images") { Description = "Real test images the export is checked on (random inputs when the data set does not fit the model).", DefaultValueFactory = _ => 256 };
+        var images = new Option<int>("--check-images") { Description = "Real test images the export is checked on (random inputs when the data set does not fit the model).", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
         var threads = CommonOptions.Threads();
         var command = new Command("export", "Export a checkpoint to ONNX and check it in ONNX Runtime against TorchSharp.")
         {
@@ -36,14 +36,6 @@ internal static class ExportCommand
                 throw new ArgumentException($"--onnx must name a .onnx file, got '{target}'");
             }
             var version = parse.GetValue(opset);
-            if (version is < OnnxExporter.MinOpset or > OnnxExporter.MaxOpset)
-            {
-                throw new ArgumentException($"--opset {version} is not supported: expected {OnnxExporter.MinOpset}–{OnnxExporter.MaxOpset}");
-            }
-            if (parse.GetValue(resolution) is < 8)
-            {
-                throw new ArgumentException($"--resolution must be ≥ 8, got {parse.GetValue(resolution)}");
-            }
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
             using var classifier = loaded.Model;
             // A model built for one input size (DeiT's pos_embed) is exported at that size.

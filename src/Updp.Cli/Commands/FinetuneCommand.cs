@@ -19,7 +19,7 @@ internal static class FinetuneCommand
         var dataOptions = new DataCliOptions(withPreprocessing: false);
         var data = dataOptions.Data;
         var pruned = new Option<string>("--pruned") { Description = "S: the blocks to prune, e.g. 3,5,8 (0-based, e.g. the first candidate of search.json).", Required = true };
-        var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => FinetuneOptions.DefaultRecipe.Epochs };
+        var epochs = new Option<int>("--epochs") { Description = "Fine-tuning epochs.", DefaultValueFactory = _ => FinetuneOptions.DefaultRecipe.Epochs }.Range(1, OptionRules.MaxEpochs);
         var method = new Option<string>("--method")
         {
             Description = "updp: λ rises 0→1 over the first --ramp of training; direct: λ=1 from the start; drop: the blocks are removed.",
@@ -30,8 +30,8 @@ internal static class FinetuneCommand
             Description = "supernet|baseline: the kind of checkpoint --checkpoint must be (checked: a supernet has blocks in progressive form, " +
                 "a baseline none); default: either, recorded in metrics.json. For a fair comparison give every method the same --checkpoint, data, epochs, seed and --pruned.",
         };
-        var ramp = new Option<double>("--ramp") { Description = "updp only: the fraction of training over which λ rises linearly per step.", DefaultValueFactory = _ => LambdaRamp.DefaultRamp };
-        var outDir = new Option<string>("--out") { Description = "Run directory: pruned.safetensors (+ .json), metrics.json, resume state.", Required = true };
+        var ramp = new Option<double>("--ramp") { Description = "updp only: the fraction of training over which λ rises linearly per step.", DefaultValueFactory = _ => LambdaRamp.DefaultRamp }.Range(0, 1);
+        var outDir = new Option<string>("--out") { Description = "Run directory: pruned.safetensors (+ .json), metrics.json, resume state.", Required = true }.OutputPath(isDirectory: true);
         var batch = CommonOptions.BatchSize();
         var lr = CommonOptions.LearningRate(FinetuneOptions.DefaultRecipe.LearningRate);
         var seed = CommonOptions.Seed();

@@ -13,10 +13,10 @@ internal static class InfoCommand
     {
         var model = new Option<string?>("--model") { Description = "Registered model name (see `updp models`)." };
         var checkpoint = CommonOptions.Checkpoint();
-        var inputSize = new Option<int>("--input-size") { Description = "Square input resolution for MACs.", DefaultValueFactory = _ => 224 };
-        var inChans = new Option<int>("--in-chans") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
-        var numClasses = new Option<int>("--num-classes") { Description = "Number of classes.", DefaultValueFactory = _ => 1000 };
-        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride; default: the family's, or its small-input setting when --input-size ≤ 64." };
+        var inputSize = new Option<int>("--input-size") { Description = "Square input resolution for MACs.", DefaultValueFactory = _ => 224 }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
+        var inChans = new Option<int>("--in-chans") { Description = "Input channels.", DefaultValueFactory = _ => 3 }.Range(1, 64);
+        var numClasses = new Option<int>("--num-classes") { Description = "Number of classes.", DefaultValueFactory = _ => 1000 }.Range(1, 1_000_000);
+        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride; default: the family's, or its small-input setting when --input-size ≤ 64." }.Range(1, 32);
         var merged = MergedOption.Create("before counting");
         var json = new Option<bool>("--json") { Description = "Print a JSON object instead of a table." };
         var command = new Command("info", "Show a model's prunable blocks (index, stage, params, MACs) and totals.")
@@ -26,10 +26,6 @@ internal static class InfoCommand
         command.SetAction(parse =>
         {
             var size = parse.GetValue(inputSize);
-            if (size < 8)
-            {
-                throw new ArgumentException($"--input-size must be ≥ 8, got {size}");
-            }
             var classifier = ModelLoading.FromOptions(parse.GetValue(checkpoint), parse.GetValue(model),
                 parse.GetValue(inChans), parse.GetValue(numClasses), parse.GetValue(stemStride), size);
             MergedOption.Apply(classifier, parse.GetValue(merged), size);

@@ -19,9 +19,9 @@ internal static class MergeCommand
     {
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Required = true;
-        var outPath = new Option<string>("--out") { Description = "Merged checkpoint to write (.safetensors).", Required = true };
+        var outPath = new Option<string>("--out") { Description = "Merged checkpoint to write (.safetensors).", Required = true }.OutputPath(isDirectory: false);
         var data = CommonOptions.Data();
-        var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 };
+        var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
         var command = new Command("merge", "Merge pruned blocks into smaller layers and verify the result (stage 4).")
         {
             checkpoint, outPath, data, images,

@@ -16,10 +16,10 @@ internal static class PredictCommand
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Required = true;
         var model = CommonOptions.Model();
-        var images = new Option<string[]>("--images") { Description = "Image files (JPEG, PNG, BMP, WebP, GIF), prepared as the checkpoint records.", AllowMultipleArgumentsPerToken = true };
-        var tensorFile = new Option<string?>("--tensor") { Description = "A .safetensors file holding one NCHW float tensor, run as is (no preprocessing)." };
-        var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." };
-        var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 };
+        var images = new Option<string[]>("--images") { Description = "Image files (JPEG, PNG, BMP, WebP, GIF), prepared as the checkpoint records.", AllowMultipleArgumentsPerToken = true }.ExistingFiles();
+        var tensorFile = new Option<string?>("--tensor") { Description = "A .safetensors file holding one NCHW float tensor, run as is (no preprocessing)." }.ExistingFile();
+        var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." }.OutputPath(isDirectory: false);
+        var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 }.Range(1, 100_000);
         var command = new Command("predict", "Predict classes for images, or logits for a raw input tensor.")
         {
             checkpoint, model, images, tensorFile, outFile, top,

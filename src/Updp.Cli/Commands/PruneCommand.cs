@@ -19,24 +19,24 @@ internal static class PruneCommand
         checkpoint.Required = true;
         var dataOptions = new DataCliOptions(withPreprocessing: false);
         var data = dataOptions.Data;
-        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks to prune (with --latency-budget: default the fewest that can fit it)." };
+        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks to prune (with --latency-budget: default the fewest that can fit it)." }.Range(1, 10_000);
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
         var method = new Option<string>("--method") { Description = "Stage 3: updp, direct or drop (see `updp finetune --help`).", DefaultValueFactory = _ => "updp" };
-        var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true }.OutputPath(isDirectory: true);
         var supernet = new Option<string?>("--supernet")
         {
             Description = "Search and fine-tune from this supernet (supernet/supernet.safetensors of an earlier run with K_max ≥ K) instead of training one: stage 1 is skipped.",
-        };
-        var maxPruned = new Option<int?>("--max-pruned") { Description = "Stage 1: K_max (default: K)." };
+        }.ExistingFile();
+        var maxPruned = new Option<int?>("--max-pruned") { Description = "Stage 1: K_max (default: K)." }.Range(1, 10_000);
         var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
-        var supernetEpochs = new Option<int>("--supernet-epochs") { Description = "Stage 1 epochs.", DefaultValueFactory = _ => defaults.Supernet.Epochs };
-        var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Stage 3 epochs.", DefaultValueFactory = _ => defaults.Finetune.Epochs };
-        var population = new Option<int>("--search-population") { Description = "Stage 2: evolutionary population.", DefaultValueFactory = _ => defaults.Search.Population };
-        var generations = new Option<int>("--search-generations") { Description = "Stage 2: evolutionary generations.", DefaultValueFactory = _ => defaults.Search.Generations };
-        var valLimit = new Option<int?>("--search-val-limit") { Description = "Stage 2: score on the first N validation images only." };
-        var ramp = new Option<double>("--ramp") { Description = "Stage 3 (updp): fraction of training over which λ rises 0→1.", DefaultValueFactory = _ => defaults.Ramp };
+        var supernetEpochs = new Option<int>("--supernet-epochs") { Description = "Stage 1 epochs.", DefaultValueFactory = _ => defaults.Supernet.Epochs }.Range(1, OptionRules.MaxEpochs);
+        var finetuneEpochs = new Option<int>("--finetune-epochs") { Description = "Stage 3 epochs.", DefaultValueFactory = _ => defaults.Finetune.Epochs }.Range(1, OptionRules.MaxEpochs);
+        var population = new Option<int>("--search-population") { Description = "Stage 2: evolutionary population.", DefaultValueFactory = _ => defaults.Search.Population }.Range(2, 100_000);
+        var generations = new Option<int>("--search-generations") { Description = "Stage 2: evolutionary generations.", DefaultValueFactory = _ => defaults.Search.Generations }.Range(0, 100_000);
+        var valLimit = new Option<int?>("--search-val-limit") { Description = "Stage 2: score on the first N validation images only." }.Range(1, int.MaxValue);
+        var ramp = new Option<double>("--ramp") { Description = "Stage 3 (updp): fraction of training over which λ rises 0→1.", DefaultValueFactory = _ => defaults.Ramp }.Range(0, 1);
         var batch = CommonOptions.BatchSize();
         var lr = CommonOptions.LearningRate(defaults.Finetune.LearningRate);
         lr.Description = "Peak learning rate of stages 1 and 3 (AdamW, cosine).";
@@ -50,10 +50,10 @@ internal static class PruneCommand
             Description = "Distil stages 1 and 3 from a teacher: `baseline` (the --checkpoint model), a checkpoint file, or `none`. " +
                 "loss = (1−α)·CE + α·T²·KL.",
             DefaultValueFactory = _ => BaselineTeacher,
-        };
+        }.ExistingFile("baseline", "none");
         var alpha = CommonOptions.DistillAlpha();
         var temperature = CommonOptions.DistillTemperature();
-        var latencyRuns = new Option<int>("--latency-runs") { Description = "Timed forward passes per latency measurement.", DefaultValueFactory = _ => defaults.LatencyRuns };
+        var latencyRuns = new Option<int>("--latency-runs") { Description = "Timed forward passes per latency measurement.", DefaultValueFactory = _ => defaults.LatencyRuns }.Range(1, 1_000_000);
         var threads = CommonOptions.Threads();
         var command = new Command("prune",
             "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +

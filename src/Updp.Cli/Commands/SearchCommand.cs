@@ -17,22 +17,22 @@ internal static class SearchCommand
         checkpoint.Required = true;
         var dataOptions = new DataCliOptions(withPreprocessing: false);
         var data = dataOptions.Data;
-        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks each candidate subset prunes (with --latency-budget: default the fewest that can fit it)." };
+        var blocks = new Option<int?>("--blocks") { Description = "K: how many blocks each candidate subset prunes (with --latency-budget: default the fewest that can fit it)." }.Range(1, 10_000);
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
         var candidates = new Option<string?>("--candidates") { Description = "Blocks subsets are drawn from, e.g. 1,2,3 (0-based; default: every block)." };
-        var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true }.OutputPath(isDirectory: true);
         var strategy = new SearchStrategy();
-        var population = new Option<int>("--population") { Description = "Evolutionary search: subsets per generation.", DefaultValueFactory = _ => strategy.Population };
-        var generations = new Option<int>("--generations") { Description = "Evolutionary search: generations after the random first one.", DefaultValueFactory = _ => strategy.Generations };
-        var exhaustive = new Option<long?>("--exhaustive-limit") { Description = "Score every subset when there are at most this many (default: population·(generations+1))." };
+        var population = new Option<int>("--population") { Description = "Evolutionary search: subsets per generation.", DefaultValueFactory = _ => strategy.Population }.Range(2, 100_000);
+        var generations = new Option<int>("--generations") { Description = "Evolutionary search: generations after the random first one.", DefaultValueFactory = _ => strategy.Generations }.Range(0, 100_000);
+        var exhaustive = new Option<long?>("--exhaustive-limit") { Description = "Score every subset when there are at most this many (default: population·(generations+1))." }.Range(0, long.MaxValue);
         var seed = CommonOptions.Seed();
         seed.Description = "Seed of the evolutionary search and of the calibration batches.";
-        var valLimit = new Option<int?>("--val-limit") { Description = "Score on the first N validation images only (faster, noisier)." };
+        var valLimit = new Option<int?>("--val-limit") { Description = "Score on the first N validation images only (faster, noisier)." }.Range(1, int.MaxValue);
         var valSize = CommonOptions.ValSize();
         var calibration = CommonOptions.CalibrationBatches();
-        var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 };
+        var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 }.Range(1, 100_000);
         var threads = CommonOptions.Threads();
         var command = new Command("search",
             "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json. " +

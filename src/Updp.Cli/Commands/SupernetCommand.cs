@@ -18,10 +18,10 @@ internal static class SupernetCommand
         checkpoint.Required = true;
         var dataOptions = new DataCliOptions(withPreprocessing: false);
         var data = dataOptions.Data;
-        var epochs = new Option<int>("--epochs") { Description = "Supernet training epochs.", DefaultValueFactory = _ => 3 };
-        var maxPruned = new Option<int>("--max-pruned") { Description = "K_max: each step prunes a random subset of 0..K_max candidate blocks.", Required = true };
+        var epochs = new Option<int>("--epochs") { Description = "Supernet training epochs.", DefaultValueFactory = _ => 3 }.Range(1, OptionRules.MaxEpochs);
+        var maxPruned = new Option<int>("--max-pruned") { Description = "K_max: each step prunes a random subset of 0..K_max candidate blocks.", Required = true }.Range(1, 10_000);
         var candidates = new Option<string?>("--candidates") { Description = "Blocks that may be pruned, e.g. 1,2,3 (0-based; default: every block)." };
-        var outDir = new Option<string>("--out") { Description = "Run directory: supernet.safetensors (+ .json), metrics.json, resume state.", Required = true };
+        var outDir = new Option<string>("--out") { Description = "Run directory: supernet.safetensors (+ .json), metrics.json, resume state.", Required = true }.OutputPath(isDirectory: true);
         var batch = CommonOptions.BatchSize();
         var lr = CommonOptions.LearningRate(FinetuneOptions.FineTuningLearningRate);
         var seed = CommonOptions.Seed();

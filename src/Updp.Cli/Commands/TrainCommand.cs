@@ -11,25 +11,25 @@ internal static class TrainCommand
     {
         var model = new Option<string>("--model") { Description = "Registered model name (see `updp models`).", Required = true };
         var dataOptions = new DataCliOptions(withPreprocessing: true);
-        var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs };
-        var outDir = new Option<string>("--out") { Description = "Run directory for checkpoints and metrics.", Required = true };
-        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW).", DefaultValueFactory = _ => new TrainOptions().LearningRate };
-        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay };
-        var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs };
-        var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing };
-        var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => Data.ImageTransform.DefaultCropPadding };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs }.Range(1, OptionRules.MaxEpochs);
+        var outDir = new Option<string>("--out") { Description = "Run directory for checkpoints and metrics.", Required = true }.OutputPath(isDirectory: true);
+        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize }.Range(1, OptionRules.MaxBatch);
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW).", DefaultValueFactory = _ => new TrainOptions().LearningRate }.Range(0, 10, minOpen: true);
+        var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay }.Range(0, 10);
+        var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs }.Range(0, OptionRules.MaxEpochs);
+        var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing }.Range(0, 1, maxOpen: true);
+        var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => Data.ImageTransform.DefaultCropPadding }.Range(0, 64);
         var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
-        var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." };
-        var lsInit = new Option<double?>("--ls-init") { Description = "ConvNeXt: initial layer scale of a model trained from scratch (timm's 1e-6 suits long runs; short ones learn faster with 0.1)." };
+        var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." }.Range(0, 1, maxOpen: true);
+        var lsInit = new Option<double?>("--ls-init") { Description = "ConvNeXt: initial layer scale of a model trained from scratch (timm's 1e-6 suits long runs; short ones learn faster with 0.1)." }.Range(0, 10, minOpen: true);
         var seed = CommonOptions.Seed();
-        var inputSize = new Option<int?>("--input-size") { Description = "Network input side (default 32 for MNIST-style data, zero-padded; 224 for image folders)." };
-        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." };
-        var valSize = new Option<int?>("--val-size") { Description = "Validation images carved from the training set (default 5000 for MNIST-style data, 10 % for image folders without val/)." };
-        var trainLimit = new Option<int?>("--train-limit") { Description = "Train on the first N training images only." };
-        var maxSteps = new Option<int?>("--max-steps") { Description = "Stop each epoch after N steps." };
-        var init = new Option<string?>("--checkpoint") { Description = "Start from these weights as they are (our checkpoint or a PyTorch state dict with the data's classes)." };
-        var pretrained = new Option<string?>("--pretrained") { Description = "Fine-tune from a timm/torchvision state dict (.pth/.safetensors, e.g. 1000 ImageNet classes): the classifier is re-initialised for the data's classes and the stem adapted to its channels." };
+        var inputSize = new Option<int?>("--input-size") { Description = "Network input side (default 32 for MNIST-style data, zero-padded; 224 for image folders)." }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
+        var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." }.Range(1, 32);
+        var valSize = new Option<int?>("--val-size") { Description = "Validation images carved from the training set (default 5000 for MNIST-style data, 10 % for image folders without val/)." }.Range(0, int.MaxValue);
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Train on the first N training images only." }.Range(1, int.MaxValue);
+        var maxSteps = new Option<int?>("--max-steps") { Description = "Stop each epoch after N steps." }.Range(1, int.MaxValue);
+        var init = new Option<string?>("--checkpoint") { Description = "Start from these weights as they are (our checkpoint or a PyTorch state dict with the data's classes)." }.ExistingFile();
+        var pretrained = new Option<string?>("--pretrained") { Description = "Fine-tune from a timm/torchvision state dict (.pth/.safetensors, e.g. 1000 ImageNet classes): the classifier is re-initialised for the data's classes and the stem adapted to its channels." }.ExistingFile();
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
         var threads = CommonOptions.Threads();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
@@ -40,14 +40,6 @@ internal static class TrainCommand
         command.SetAction(parse =>
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
-            if (parse.GetValue(batch) < 1)
-            {
-                throw new ArgumentException($"--batch-size must be ≥ 1, got {parse.GetValue(batch)}");
-            }
-            if (parse.GetValue(valSize) is < 0)
-            {
-                throw new ArgumentException($"--val-size must be ≥ 0, got {parse.GetValue(valSize)}");
-            }
             if (parse.GetValue(init) is not null && parse.GetValue(pretrained) is not null)
             {
                 throw new ArgumentException("give --checkpoint (weights as they are) or --pretrained (adapted to the data's classes), not both");
@@ -62,9 +54,7 @@ internal static class TrainCommand
                 InputSize = parse.GetValue(inputSize),
                 StemStride = parse.GetValue(stemStride),
                 DropPathRate = parse.GetValue(dropPath),
-                LayerScaleInit = parse.GetValue(lsInit) is { } ls && !(ls > 0 && double.IsFinite(ls))
-                    ? throw new ArgumentException($"--ls-init must be a positive number, got {ls}")
-                    : parse.GetValue(lsInit),
+                LayerScaleInit = parse.GetValue(lsInit),
                 CropPadding = parse.GetValue(cropPadding),
                 HorizontalFlip = !parse.GetValue(noFlip),
                 ValidationCount = parse.GetValue(valSize),
