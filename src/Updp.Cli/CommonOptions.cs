@@ -18,6 +18,10 @@ internal static class CommonOptions
 
     public static Option<int> Seed() => new Option<int>("--seed") { Description = "Random seed (initialisation, data order, augmentation, validation split)." }.Range(0, int.MaxValue);
 
+    /// <summary>Permission to replace an output that exists (a file, or a run in the output directory).</summary>
+    public static Option<bool> Force() =>
+        new Option<bool>("--force") { Description = "Replace the output if it exists (a file, or a finished or interrupted run in --out)." };
+
     public static Option<int?> Threads() => new Option<int?>("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." }.Range(1, OptionRules.MaxThreads);
 
     /// <summary>Parses "1,32" (and repeated or space-separated values) into positive integers.</summary>

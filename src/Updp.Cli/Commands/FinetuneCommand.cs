@@ -43,12 +43,13 @@ internal static class FinetuneCommand
         var alpha = CommonOptions.DistillAlpha();
         var temperature = CommonOptions.DistillTemperature();
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var command = new Command("finetune",
             "Stage 3: fine-tune the subnet pruning --pruned from --checkpoint; writes OUT/pruned.safetensors (λ=1, ready for `updp merge`) and OUT/metrics.json (test top-1, merged params and MACs).")
         {
             checkpoint, data, pruned, epochs, method, init, ramp, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
-            distill, alpha, temperature, resume, threads,
+            distill, alpha, temperature, resume, force, threads,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
@@ -81,6 +82,7 @@ internal static class FinetuneCommand
                 },
                 Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
                 Resume = parse.GetValue(resume),
+                Force = parse.GetValue(force),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)} from {options.Checkpoint} on {options.Settings.Data}: " +

@@ -33,11 +33,12 @@ internal static class SupernetCommand
         var alpha = CommonOptions.DistillAlpha();
         var temperature = CommonOptions.DistillTemperature();
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var command = new Command("supernet", "Stage 1: train a supernet from a baseline; writes OUT/supernet.safetensors and OUT/metrics.json.")
         {
             checkpoint, data, epochs, maxPruned, candidates, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
-            distill, alpha, temperature, resume, threads,
+            distill, alpha, temperature, resume, force, threads,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
@@ -68,6 +69,7 @@ internal static class SupernetCommand
                 },
                 Distillation = CommonOptions.Distillation(parse.GetValue(distill), parse.GetValue(alpha), parse.GetValue(temperature)),
                 Resume = parse.GetValue(resume),
+                Force = parse.GetValue(force),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"supernet from {options.Checkpoint} on {options.Settings.Data}: K_max {options.MaxPruned}, {options.Train.Epochs} epochs " +

@@ -31,10 +31,11 @@ internal static class TrainCommand
         var init = new Option<string?>("--checkpoint") { Description = "Start from these weights as they are (our checkpoint or a PyTorch state dict with the data's classes)." }.ExistingFile();
         var pretrained = new Option<string?>("--pretrained") { Description = "Fine-tune from a timm/torchvision state dict (.pth/.safetensors, e.g. 1000 ImageNet classes): the classifier is re-initialised for the data's classes and the stem adapted to its channels." }.ExistingFile();
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
         {
-            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, lsInit, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, threads,
+            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, lsInit, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, force, threads,
         };
         dataOptions.AddTo(command);
         command.SetAction(parse =>
@@ -61,6 +62,7 @@ internal static class TrainCommand
                 TrainLimit = parse.GetValue(trainLimit),
                 InitCheckpoint = parse.GetValue(init),
                 Resume = parse.GetValue(resume),
+                Force = parse.GetValue(force),
                 Train = new TrainOptions
                 {
                     Epochs = parse.GetValue(epochs),

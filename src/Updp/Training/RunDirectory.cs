@@ -9,12 +9,13 @@ namespace Updp.Training;
 
 /// <summary>
 /// The files of one training run: the best model (<c>model.safetensors</c> + sidecar, or another
-/// name), the last epoch's model and optimizer state for <c>--resume</c>, and the run's state.
-/// Every file is written to a temporary name and renamed, so an interrupted run never leaves a torn
-/// file. Checkpoints of models with pruned, merged or dropped blocks record their
-/// <see cref="PruningState"/> and load back with it.
+/// name), the last epoch's model and optimizer state for <c>--resume</c>, the run's state and the
+/// settings that define it (<c>run.json</c>). Every file is written to a temporary name and renamed,
+/// so an interrupted run never leaves a torn file. Checkpoints of models with pruned, merged or
+/// dropped blocks record their <see cref="PruningState"/> and load back with it. An open run
+/// directory is locked (<see cref="RunLock"/>) until disposed.
 /// </summary>
-public sealed class RunDirectory : ITrainingStore
+public sealed class RunDirectory : ITrainingStore, IDisposable
 {
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -24,20 +25,86 @@ public sealed class RunDirectory : ITrainingStore
     };
 
     private readonly Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> _meta;
+    private readonly RunLock _lock;
 
-    /// <param name="path">The run directory (created if missing).</param>
-    /// <param name="meta">Builds the sidecar for a checkpoint saved at an epoch with its metrics.</param>
-    /// <param name="resume">Whether <see cref="TryResume"/> continues an earlier run found here.</param>
-    /// <param name="bestName">Base name of the best model's files (<c>model</c> gives <c>model.safetensors</c>).</param>
-    public RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName = "model")
+    private RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName, RunLock runLock)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(bestName);
         Path = path;
         _meta = meta;
         Resume = resume;
         BestCheckpoint = System.IO.Path.Combine(path, bestName + Checkpoint.WeightsExtension);
-        Directory.CreateDirectory(path);
+        _lock = runLock;
     }
+
+    /// <summary>
+    /// Opens (and locks) the run directory <paramref name="path"/>, created if missing. A run found
+    /// there is continued only with <paramref name="resume"/> and the same <paramref name="settings"/>,
+    /// replaced only with <paramref name="force"/>, and otherwise refused; leftover temporary files of
+    /// an interrupted save are removed.
+    /// </summary>
+    /// <param name="meta">Builds the sidecar for a checkpoint saved at an epoch with its metrics.</param>
+    /// <param name="settings">What defines this run; recorded in <c>run.json</c>.</param>
+    /// <param name="resume">Whether <see cref="TryResume"/> continues an earlier run found here.</param>
+    /// <param name="force">Whether an earlier run found here is deleted and started over.</param>
+    /// <param name="bestName">Base name of the best model's files (<c>model</c> gives <c>model.safetensors</c>).</param>
+    /// <exception cref="ArgumentException">A run is there and neither resumed with the same settings nor forced.</exception>
+    /// <exception cref="RunInUseException">Another process has the directory open.</exception>
+    public static RunDirectory Open(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, RunSettings settings,
+        bool resume, bool force, string bestName = "model")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(bestName);
+        ArgumentNullException.ThrowIfNull(settings);
+        var runLock = RunLock.Acquire(path, "a training run");
+        var store = new RunDirectory(path, meta, resume, bestName, runLock);
+        try
+        {
+            store.Prepare(settings, force);
+            return store;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The settings recorded when the run started.</summary>
+    public string RunFile => System.IO.Path.Combine(Path, "run.json");
+
+    private IEnumerable<string> RunFiles =>
+        [BestCheckpoint, Checkpoint.SidecarPath(BestCheckpoint), LastCheckpoint, Checkpoint.SidecarPath(LastCheckpoint), OptimizerState, StateFile, MetricsFile, RunFile];
+
+    private void Prepare(RunSettings settings, bool force)
+    {
+        var found = RunFiles.Where(File.Exists).ToList();
+        if (found.Count > 0 && force)
+        {
+            found.ForEach(File.Delete);
+        }
+        else if (found.Count > 0 && !Resume)
+        {
+            throw new ArgumentException(File.Exists(MetricsFile)
+                ? $"'{Path}' holds a finished run ({System.IO.Path.GetFileName(MetricsFile)}, {System.IO.Path.GetFileName(BestCheckpoint)}); choose another --out, or give --force to replace it"
+                : $"'{Path}' holds an interrupted run; give --resume to continue it, or --force to start over");
+        }
+        else if (Resume && File.Exists(RunFile))
+        {
+            var differences = ReadJson<RunSettings>(RunFile).Differences(settings);
+            if (differences.Count > 0)
+            {
+                throw new ArgumentException(
+                    $"--resume: the run in '{Path}' was started with other settings ({string.Join("; ", differences)}); give the same ones, or --force to start over");
+            }
+        }
+        // Temporary files of a save that was interrupted (kill -9, a full disk) hold nothing of value.
+        foreach (var tmp in Directory.EnumerateFiles(Path, ".*.tmp"))
+        {
+            File.Delete(tmp);
+        }
+        WriteJson(RunFile, settings);
+    }
+
+    public void Dispose() => _lock.Dispose();
 
     public string Path { get; }
 

@@ -61,6 +61,9 @@ public sealed record TrainRunOptions
     /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
     public bool Resume { get; init; }
 
+    /// <summary>Replace a run found in <see cref="OutDir"/> (finished or not) instead of refusing to.</summary>
+    public bool Force { get; init; }
+
     public int EvalBatchSize { get; init; } = 256;
 }
 
@@ -123,6 +126,9 @@ public sealed record TrainRunHooks
 
     /// <summary>Whether the run writes its <see cref="TrainMetrics"/> to <c>metrics.json</c> (a stage may write a richer record there).</summary>
     public bool WriteMetrics { get; init; } = true;
+
+    /// <summary>Settings of the stage that define the run besides the recipe (e.g. the pruned blocks), recorded in <c>run.json</c>.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>The outcome of <see cref="TrainingRun.Run(TrainRunOptions, RunData, ImageClassifier, TrainRunHooks, IProgress{TrainProgress}?, Action{EpochResult}?, CancellationToken)"/>.</summary>
@@ -219,9 +225,9 @@ public static class TrainingRun
             throw new ArgumentException(
                 $"--batch-size {options.Train.BatchSize} is larger than the {splits.Train.Count} training images of '{options.Data}' (each step takes a full batch); give --batch-size {Math.Max(1, splits.Train.Count)} or less");
         }
-        var store = new RunDirectory(options.OutDir,
+        using var store = RunDirectory.Open(options.OutDir,
             (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
-            options.Resume, hooks.CheckpointName);
+            RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName);
 
         var train = TrainLoader(options, data);
         var val = EvalLoader(splits.Validation, preprocessing, options.EvalBatchSize);

@@ -85,6 +85,9 @@ public sealed record FinetuneOptions
 
     /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
     public bool Resume { get; init; }
+
+    /// <summary>Replace a run found in <see cref="OutDir"/> instead of refusing to.</summary>
+    public bool Force { get; init; }
 }
 
 /// <summary>
@@ -202,7 +205,7 @@ public static class ProgressiveFinetune
         var init = CheckInit(model, options);
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
         var data = context.TrainingData;
-        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume);
+        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume, options.Force);
 
         var pruned = Prepare(model, blocks, options.Method);
         if (pruned.Count > 0)
@@ -229,6 +232,15 @@ public static class ProgressiveFinetune
             CanBeBest = _ => lambda == 1,
             CheckpointName = CheckpointName,
             WriteMetrics = false,
+            Settings = new Dictionary<string, string>
+            {
+                ["stage"] = "finetune",
+                ["start"] = Path.GetFullPath(options.Checkpoint),
+                ["method"] = options.Method.ToString().ToLowerInvariant(),
+                ["blocks"] = string.Join(",", blocks),
+                ["ramp"] = ramp.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+                ["distillation"] = StageData.Describe(options.Distillation),
+            },
         };
         var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
         var metrics = run.Metrics!;

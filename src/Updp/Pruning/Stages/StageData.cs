@@ -46,7 +46,7 @@ internal static class StageData
     /// The training options a training stage hands to <see cref="TrainingRun"/>: the model-building
     /// settings are unused, the input size is the data's.
     /// </summary>
-    public static TrainRunOptions RunOptions(ImageClassifier model, StageSettings settings, string outDir, RunData run, TrainOptions train, bool resume) => new()
+    public static TrainRunOptions RunOptions(ImageClassifier model, StageSettings settings, string outDir, RunData run, TrainOptions train, bool resume, bool force = false) => new()
     {
         ModelName = model.Config.Name,
         Data = settings.Data,
@@ -59,6 +59,7 @@ internal static class StageData
         SplitSeed = run.Split.Seed,
         TrainLimit = settings.TrainLimit,
         Resume = resume,
+        Force = force,
         EvalBatchSize = settings.EvalBatchSize,
     };
 
@@ -121,6 +122,12 @@ internal static class StageData
             }
         }
     }
+
+    /// <summary>Distillation settings as a run records them (<see cref="RunSettings"/>).</summary>
+    public static string Describe(DistillationOptions? distillation) => distillation is null
+        ? "none"
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{Path.GetFullPath(distillation.Teacher)} (alpha {distillation.Alpha:R}, T {distillation.Temperature:R})");
 
     /// <summary>Disposes every tensor of a list.</summary>
     public static void DisposeAll(IEnumerable<Tensor> tensors)

@@ -32,6 +32,9 @@ public sealed record SupernetOptions
 
     /// <summary>Continue an interrupted run found in <see cref="OutDir"/>.</summary>
     public bool Resume { get; init; }
+
+    /// <summary>Replace a run found in <see cref="OutDir"/> instead of refusing to.</summary>
+    public bool Force { get; init; }
 }
 
 /// <summary>What supernet training produced; also written to <c>metrics.json</c>.</summary>
@@ -108,7 +111,7 @@ public static class SupernetTraining
         StageData.RequireUnmerged(model, candidates, options.Checkpoint);
         var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed);
         var data = context.TrainingData;
-        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume);
+        var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume, options.Force);
         var calibrated = Prepare(model, candidates, context.CalibrationImages(options.Train.Seed));
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
@@ -122,6 +125,14 @@ public static class SupernetTraining
             CanBeBest = epoch => epoch == options.Train.Epochs,
             CheckpointName = CheckpointName,
             EvaluateTest = false,
+            Settings = new Dictionary<string, string>
+            {
+                ["stage"] = "supernet",
+                ["baseline"] = Path.GetFullPath(context.Checkpoint),
+                ["candidates"] = string.Join(",", candidates),
+                ["max_pruned"] = options.MaxPruned.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["distillation"] = StageData.Describe(options.Distillation),
+            },
         };
         var clock = Stopwatch.StartNew();
         var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
