@@ -66,7 +66,10 @@ public static class Merger
     /// <param name="calibration">Input batches [N, C, S, S] for the batch-norm statistics and the merge check.</param>
     /// <param name="randomBatches">Batches of noise the merge is checked on as well.</param>
     /// <param name="seed">Seed of that noise.</param>
-    /// <returns>The merge's report; <see cref="MergeReport.MergedBlocks"/> also lists blocks that were pruned at λ = 1 before.</returns>
+    /// <returns>
+    /// The merge's report, with <see cref="MergeReport.ParamsBefore"/> counted on the model as given
+    /// (before pruning); <see cref="MergeReport.MergedBlocks"/> also lists blocks that were pruned at λ = 1 before.
+    /// </returns>
     /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned with λ &lt; 1; nothing was changed.</exception>
     /// <exception cref="MergeVerificationException">The merged model's outputs differ from the pruned one's by more than the tolerance; the blocks are left pruned at λ = 1, unmerged.</exception>
     public static MergeReport PruneAndMerge(ImageClassifier model, IEnumerable<int> blocks, IReadOnlyList<Tensor> calibration, int randomBatches = 1, int seed = 0)
@@ -104,6 +107,7 @@ public static class Merger
             throw new ArgumentException(
                 $"{BlockPruning.Describe(partial)} is pruned with λ = {((IProgressiveBlock)partial.Module).Lambda:G6}; only λ = 1 can be merged", nameof(model));
         }
+        var paramsBefore = ModelProfiler.CountParameters(model);
         var pruned = chosen.Select(index =>
         {
             var block = model.Prune(index);
@@ -111,7 +115,7 @@ public static class Merger
             return block;
         }).ToList();
         BatchNormCalibration.Recalibrate(model, calibration, pruned.SelectMany(p => p.BatchNorms));
-        return MergeAll(model, calibration, randomBatches, seed);
+        return MergeAll(model, calibration, randomBatches, seed) with { ParamsBefore = paramsBefore };
     }
 
     /// <param name="merge">Replaces the rules' merge, so tests can inject a faulty one.</param>

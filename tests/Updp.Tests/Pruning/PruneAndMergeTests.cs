@@ -34,6 +34,8 @@ public class PruneAndMergeTests
         Assert.Equal(3, report.Batches); // the two given and one random
         Assert.All(model.Blocks, b => Assert.Equal(b.Index is 2 or 7 ? BlockForm.Merged : BlockForm.Original, model.FormOf(b.Index)));
         Assert.False(model.training);
+        Assert.Equal(before, report.ParamsBefore);
+        Assert.Equal(ModelProfiler.CountParameters(model), report.ParamsAfter);
         Assert.True(report.ParamsAfter < before);
         var actual = model.call(x);
         Assert.True(MaxAbsDiff(actual, expected) <= 1e-4 * Math.Max(1, MaxAbs(expected)), $"max |Δ| {MaxAbsDiff(actual, expected)}");
