@@ -7,22 +7,32 @@ namespace Updp.Cli;
 /// <summary>The <c>updp</c> command line: one class per verb under Commands/.</summary>
 public static class UpdpCli
 {
-    public static RootCommand Build() => new("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
+    public static RootCommand Build()
     {
-        ModelsCommand.Create(),
-        InfoCommand.Create(),
-        TrainCommand.Create(),
-        EvalCommand.Create(),
-        PredictCommand.Create(),
-        BenchCommand.Create(),
-        ExportCommand.Create(),
-        SupernetCommand.Create(),
-        SearchCommand.Create(),
-        FinetuneCommand.Create(),
-        MergeCommand.Create(),
-        PruneCommand.Create(),
-        DemoCommand.Create(),
-    };
+        var root = new RootCommand("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
+        {
+            ModelsCommand.Create(),
+            InfoCommand.Create(),
+            TrainCommand.Create(),
+            EvalCommand.Create(),
+            PredictCommand.Create(),
+            BenchCommand.Create(),
+            ExportCommand.Create(),
+            SupernetCommand.Create(),
+            SearchCommand.Create(),
+            FinetuneCommand.Create(),
+            MergeCommand.Create(),
+            PruneCommand.Create(),
+            DemoCommand.Create(),
+        };
+        // The built-in --version prints the entry assembly's version (the test host's under tests);
+        // ours is the library's, the one version of the build and both packages.
+        foreach (var version in root.Options.OfType<VersionOption>())
+        {
+            version.Action = new PrintVersion();
+        }
+        return root;
+    }
 
     /// <summary>Runs the tool; input errors print one line on stderr and return 2.</summary>
     public static int Run(string[] args)
@@ -56,5 +66,14 @@ public static class UpdpCli
             names.Insert(0, r.Command.Name);
         }
         return names;
+    }
+
+    private sealed class PrintVersion : System.CommandLine.Invocation.SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            Console.Out.WriteLine(UpdpInfo.Version);
+            return 0;
+        }
     }
 }
