@@ -3,20 +3,29 @@
 # The library asks for GLIBCXX_3.4.32 for one symbol, std::ios_base_library_init(). We patch the
 # copy in a build or publish output folder (never the NuGet cache): clear that symbol's version,
 # mark the version requirement weak, and add a tiny library that defines the symbol.
-# Idempotent; does nothing where the system libstdc++ already has GLIBCXX_3.4.32.
-# Usage: build/fix-libtorchsharp.sh OUTPUT_DIR
+# Idempotent; does nothing where the system libstdc++ already has GLIBCXX_3.4.32, unless --always
+# is given (packing the updp tool does that, so the package runs on Debian 12 wherever it was made;
+# with a newer libstdc++ the weak requirement is met and the symbol is found there as well).
+# The helpers are compiled once into $UPDP_NATIVE_CACHE (default build/.native next to this script;
+# the Updp package's build targets point it at the project's obj/ folder).
+# Usage: build/fix-libtorchsharp.sh [--always] OUTPUT_DIR
 set -euo pipefail
 
-out=${1:?usage: fix-libtorchsharp.sh OUTPUT_DIR}
+always=false
+if [ "${1:-}" = --always ]; then
+  always=true
+  shift
+fi
+out=${1:?usage: fix-libtorchsharp.sh [--always] OUTPUT_DIR}
 lib="$out/libLibTorchSharp.so"
 shim_name=libupdp_ios_init.so
 here=$(cd "$(dirname "$0")" && pwd)
-cache="$here/.native"
+cache=${UPDP_NATIVE_CACHE:-"$here/.native"}
 
 [ -f "$lib" ] || exit 0
 
 system_libstdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {f = $NF} END {print f}')
-if [ -n "$system_libstdcxx" ] && grep -qa 'GLIBCXX_3\.4\.32' "$system_libstdcxx"; then
+if ! $always && [ -n "$system_libstdcxx" ] && grep -qa 'GLIBCXX_3\.4\.32' "$system_libstdcxx"; then
   exit 0
 fi
 

@@ -10,23 +10,33 @@ public static class UpdpCli
     /// <summary>Prints the stack trace of a failure (every verb).</summary>
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "On an error, print the stack trace too.", Recursive = true };
 
-    public static RootCommand Build() => new("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
+    public static RootCommand Build()
     {
-        Verbose,
-        ModelsCommand.Create(),
-        InfoCommand.Create(),
-        TrainCommand.Create(),
-        EvalCommand.Create(),
-        PredictCommand.Create(),
-        BenchCommand.Create(),
-        ExportCommand.Create(),
-        SupernetCommand.Create(),
-        SearchCommand.Create(),
-        FinetuneCommand.Create(),
-        MergeCommand.Create(),
-        PruneCommand.Create(),
-        DemoCommand.Create(),
-    };
+        var root = new RootCommand("updp: depth pruning (UPDP) for image classifiers on TorchSharp")
+        {
+            Verbose,
+            ModelsCommand.Create(),
+            InfoCommand.Create(),
+            TrainCommand.Create(),
+            EvalCommand.Create(),
+            PredictCommand.Create(),
+            BenchCommand.Create(),
+            ExportCommand.Create(),
+            SupernetCommand.Create(),
+            SearchCommand.Create(),
+            FinetuneCommand.Create(),
+            MergeCommand.Create(),
+            PruneCommand.Create(),
+            DemoCommand.Create(),
+        };
+        // The built-in --version prints the entry assembly's version (the test host's under tests);
+        // ours is the library's, the one version of the build and both packages.
+        foreach (var version in root.Options.OfType<VersionOption>())
+        {
+            version.Action = new PrintVersion();
+        }
+        return root;
+    }
 
     /// <summary>Runs the tool; errors print one line on stderr and return 2 (bad input), 1 (failed run) or 130 (interrupted).</summary>
     public static int Run(string[] args)
@@ -62,5 +72,14 @@ public static class UpdpCli
             names.Insert(0, r.Command.Name);
         }
         return names;
+    }
+
+    private sealed class PrintVersion : System.CommandLine.Invocation.SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            Console.Out.WriteLine(UpdpInfo.Version);
+            return 0;
+        }
     }
 }

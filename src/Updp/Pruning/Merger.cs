@@ -51,6 +51,73 @@ public static class Merger
     public static MergeReport MergeAll(ImageClassifier model, IEnumerable<Tensor> inputs, int randomBatches = 1, int seed = 0) =>
         MergeAll(model, inputs, randomBatches, seed, merge: null);
 
+    /// <summary>
+    /// Merges the chosen <paramref name="blocks"/> of a trained model without training: each block is
+    /// put in its pruned form at λ = 1 (its activation removed, its norm a batch norm, DESIGN §2),
+    /// the batch norms that form adds get their running statistics from <paramref name="calibration"/>
+    /// (<see cref="BatchNormCalibration"/>), and then every pruned block is merged and verified as by
+    /// <see cref="MergeAll(ImageClassifier, IEnumerable{Tensor}, int, int)"/>, on the same batches.
+    /// This is the model UPDP's fine-tuning (stage 3) starts from at λ = 1, so it is usually less
+    /// accurate than the original: train the pruned model before merging (<c>updp finetune</c>, or
+    /// <c>updp prune</c> for all four stages) when accuracy matters, and calibrate on real, preprocessed images.
+    /// </summary>
+    /// <param name="model">A model whose <paramref name="blocks"/> are in their original form; it keeps its train/eval mode.</param>
+    /// <param name="blocks">Global block indices, as <see cref="ImageClassifier.Blocks"/> numbers them (<c>updp info</c> prints them).</param>
+    /// <param name="calibration">Input batches [N, C, S, S] for the batch-norm statistics and the merge check.</param>
+    /// <param name="randomBatches">Batches of noise the merge is checked on as well.</param>
+    /// <param name="seed">Seed of that noise.</param>
+    /// <returns>
+    /// The merge's report, with <see cref="MergeReport.ParamsBefore"/> counted on the model as given
+    /// (before pruning); <see cref="MergeReport.MergedBlocks"/> also lists blocks that were pruned at λ = 1 before.
+    /// </returns>
+    /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned with λ &lt; 1; nothing was changed.</exception>
+    /// <exception cref="MergeVerificationException">The merged model's outputs differ from the pruned one's by more than the tolerance; the blocks are left pruned at λ = 1, unmerged.</exception>
+    public static MergeReport PruneAndMerge(ImageClassifier model, IEnumerable<int> blocks, IReadOnlyList<Tensor> calibration, int randomBatches = 1, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(blocks);
+        ArgumentNullException.ThrowIfNull(calibration);
+        var chosen = blocks.ToList();
+        if (chosen.Count == 0)
+        {
+            throw new ArgumentException("choose at least one block to merge", nameof(blocks));
+        }
+        if (calibration.Count == 0)
+        {
+            throw new ArgumentException("the batch-norm statistics and the merge check need at least one input batch", nameof(calibration));
+        }
+        foreach (var index in chosen)
+        {
+            if (index < 0 || index >= model.Blocks.Count)
+            {
+                throw new ArgumentException($"block index {index} is out of range: {model.Config.Name} has {model.Blocks.Count} prunable blocks (0–{model.Blocks.Count - 1})", nameof(blocks));
+            }
+            if (model.FormOf(index) != BlockForm.Original)
+            {
+                throw new ArgumentException($"{BlockPruning.Describe(model.Blocks[index])} is {model.FormOf(index).ToString().ToLowerInvariant()}, not original", nameof(blocks));
+            }
+        }
+        if (chosen.GroupBy(i => i).FirstOrDefault(g => g.Count() > 1) is { } twice)
+        {
+            throw new ArgumentException($"block {twice.Key} is listed more than once", nameof(blocks));
+        }
+        // Every pruned block gets merged, so one that is only partly pruned would fail after the change.
+        if (model.PrunedBlocks().Where(p => p.Progressive.Lambda != 1).Select(p => p.Block).FirstOrDefault() is { } partial)
+        {
+            throw new ArgumentException(
+                $"{BlockPruning.Describe(partial)} is pruned with λ = {((IProgressiveBlock)partial.Module).Lambda:G6}; only λ = 1 can be merged", nameof(model));
+        }
+        var paramsBefore = ModelProfiler.CountParameters(model);
+        var pruned = chosen.Select(index =>
+        {
+            var block = model.Prune(index);
+            block.Lambda = 1;
+            return block;
+        }).ToList();
+        BatchNormCalibration.Recalibrate(model, calibration, pruned.SelectMany(p => p.BatchNorms));
+        return MergeAll(model, calibration, randomBatches, seed) with { ParamsBefore = paramsBefore };
+    }
+
     /// <param name="merge">Replaces the rules' merge, so tests can inject a faulty one.</param>
     internal static MergeReport MergeAll(
         ImageClassifier model, IEnumerable<Tensor> inputs, int randomBatches, int seed, Func<nn.Module, nn.Module<Tensor, Tensor>>? merge)

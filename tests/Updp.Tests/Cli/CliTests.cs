@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Text.Json;
 using Spectre.Console;
 using Updp.Checkpoints;
@@ -68,6 +69,19 @@ public partial class CliTests
             Assert.Equal(5, top.GetArrayLength());
             Assert.Equal(Array.IndexOf(want, want.Max()).ToString(), top[0].GetProperty("class").GetString());
         }
+    }
+
+    [Fact]
+    public void VersionPrintsTheVersionOfTheBuildWithoutACommitSuffix()
+    {
+        var (code, stdout, err) = Run("--version");
+
+        Assert.True(code == 0, err);
+        // The test assembly is built with the same Version (Directory.Build.props) as the tool and its packages.
+        var expected = typeof(CliTests).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
+        Assert.Equal(expected + Environment.NewLine, stdout);
+        Assert.Equal(expected, UpdpInfo.Version);
+        Assert.Matches(@"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", expected);
     }
 
     [Fact]

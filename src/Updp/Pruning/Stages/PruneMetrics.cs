@@ -50,7 +50,7 @@ public sealed record PruneMetrics
 
     public double LatencyMsB32 { get; init; }
 
-    /// <summary>Baseline latency / merged latency at batch 1 (median of the ratios of runs made back to back, <see cref="LatencyStats.PairedSpeedup"/>).</summary>
+    /// <summary>Baseline latency / merged latency at batch 1 (median of the ratios of runs made back to back, <see cref="Benchmarks.LatencyStats.PairedSpeedup"/>).</summary>
     public double Speedup { get; init; }
 
     /// <summary>Baseline latency / merged latency at batch 32.</summary>
