@@ -22,10 +22,11 @@ internal static class ExportCommand
         var resolution = new Option<int?>("--resolution") { Description = "Input side (default: the checkpoint's preprocessing, else 224)." }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
         var data = CommonOptions.Data();
         var images = new Option<int>("--check-images") { Description = "Real test images the export is checked on (random inputs when the data set does not fit the model).", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var command = new Command("export", "Export a checkpoint to ONNX and check it in ONNX Runtime against TorchSharp.")
         {
-            checkpoint, model, onnx, opset, resolution, data, images, threads,
+            checkpoint, model, onnx, opset, resolution, data, images, force, threads,
         };
         command.SetAction(parse =>
         {
@@ -35,6 +36,7 @@ internal static class ExportCommand
             {
                 throw new ArgumentException($"--onnx must name a .onnx file, got '{target}'");
             }
+            OutputFiles.Check("--onnx", [target], parse.GetValue(force), parse.GetValue(checkpoint));
             var version = parse.GetValue(opset);
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
             using var classifier = loaded.Model;

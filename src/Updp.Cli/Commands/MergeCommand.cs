@@ -21,10 +21,11 @@ internal static class MergeCommand
         checkpoint.Required = true;
         var outPath = new Option<string>("--out") { Description = "Merged checkpoint to write (.safetensors).", Required = true }.OutputPath(isDirectory: false);
         var data = CommonOptions.Data();
+        var force = CommonOptions.Force();
         var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
         var command = new Command("merge", "Merge pruned blocks into smaller layers and verify the result (stage 4).")
         {
-            checkpoint, outPath, data, images,
+            checkpoint, outPath, data, images, force,
         };
         command.SetAction(parse =>
         {
@@ -33,6 +34,8 @@ internal static class MergeCommand
             {
                 throw new ArgumentException($"--out must be a {Checkpoint.WeightsExtension} file, got '{target}'");
             }
+            var input = parse.GetValue(checkpoint)!;
+            OutputFiles.Check("--out", [target, Checkpoint.SidecarPath(target)], parse.GetValue(force), input, Checkpoint.SidecarPath(input));
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), null);
             using var model = loaded.Model;
             var before = ModelProfiler.CountParameters(model);

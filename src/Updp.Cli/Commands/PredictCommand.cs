@@ -19,15 +19,21 @@ internal static class PredictCommand
         var images = new Option<string[]>("--images") { Description = "Image files (JPEG, PNG, BMP, WebP, GIF), prepared as the checkpoint records.", AllowMultipleArgumentsPerToken = true }.ExistingFiles();
         var tensorFile = new Option<string?>("--tensor") { Description = "A .safetensors file holding one NCHW float tensor, run as is (no preprocessing)." }.ExistingFile();
         var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." }.OutputPath(isDirectory: false);
+        var force = CommonOptions.Force();
         var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 }.Range(1, 100_000);
         var command = new Command("predict", "Predict classes for images, or logits for a raw input tensor.")
         {
-            checkpoint, model, images, tensorFile, outFile, top,
+            checkpoint, model, images, tensorFile, outFile, force, top,
         };
         command.SetAction(parse =>
         {
             var files = parse.GetValue(images) ?? [];
             var tensorPath = parse.GetValue(tensorFile);
+            if (parse.GetValue(outFile) is { } output)
+            {
+                var weights = parse.GetValue(checkpoint)!;
+                OutputFiles.Check("--out", [output], parse.GetValue(force), [weights, Checkpoint.SidecarPath(weights), tensorPath, .. files]);
+            }
             if ((files.Length == 0) == (tensorPath is null))
             {
                 throw new ArgumentException("give either --images FILE... or --tensor X.safetensors");

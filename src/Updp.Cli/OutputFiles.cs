@@ -1,0 +1,39 @@
+namespace Updp.Cli;
+
+/// <summary>
+/// The files a verb writes: checked before any work so that nothing the user did not ask to
+/// replace is replaced. An existing file is refused unless <c>--force</c> is given, and a file
+/// that is also one of the verb's inputs is refused always (the input would be read while it is
+/// replaced, or lost if the run fails).
+/// </summary>
+internal static class OutputFiles
+{
+    /// <summary>Throws unless every one of <paramref name="outputs"/> may be written.</summary>
+    /// <param name="option">The option that names the output, for the message.</param>
+    /// <param name="outputs">The files the verb will write (e.g. a checkpoint and its sidecar).</param>
+    /// <param name="force">Whether the user allowed replacing existing files.</param>
+    /// <param name="inputs">The files the verb reads (null entries are ignored).</param>
+    public static void Check(string option, IEnumerable<string> outputs, bool force, params string?[] inputs)
+    {
+        var read = inputs.OfType<string>().Select(Path.GetFullPath).ToHashSet(StringComparer.Ordinal);
+        foreach (var output in outputs)
+        {
+            var full = Path.GetFullPath(output);
+            if (read.Contains(full) || (File.Exists(full) && read.Any(i => File.Exists(i) && SameFile(i, full))))
+            {
+                throw new ArgumentException($"{option} '{output}' is also an input of this command; write to another file");
+            }
+            if (File.Exists(full) && !force)
+            {
+                throw new ArgumentException($"{option} '{output}' exists; give --force to replace it, or choose another path");
+            }
+        }
+    }
+
+    // Two paths that name one file through a link.
+    private static bool SameFile(string a, string b)
+    {
+        static string Resolve(string p) => new FileInfo(p).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(p);
+        return string.Equals(Resolve(a), Resolve(b), StringComparison.Ordinal);
+    }
+}
