@@ -181,6 +181,7 @@ public static class Checkpoint
             try
             {
                 StateDict.LoadInto(model, source, path);
+                RequireFinite(model, path);
             }
             catch
             {
@@ -230,6 +231,7 @@ public static class Checkpoint
                 {
                     t.Dispose();
                 }
+                RequireFinite(model, path);
                 model.train();
                 return new TransferResult(model, replaced.Select(r => r.Name).ToList(), replaced.Where(r => r.Adapted).Select(r => r.Name).ToList(), original, meta);
             }
@@ -318,6 +320,19 @@ public static class Checkpoint
             ? ModelRegistry.Get(name)
             : throw new CheckpointException(
                 $"cannot load '{path}': unknown model '{name}'{where}; known models: {string.Join(", ", ModelRegistry.All.Select(v => v.Name))}", path);
+
+    // Weights with NaN or ±inf (what a diverged run leaves) compute garbage everywhere they are used.
+    private static void RequireFinite(ImageClassifier model, string path)
+    {
+        using var scope = NewDisposeScope();
+        foreach (var (name, tensor) in model.state_dict())
+        {
+            if (tensor.is_floating_point() && !tensor.isfinite().all().item<bool>())
+            {
+                throw new CheckpointException($"'{path}': tensor '{name}' holds non-finite values (NaN or ±inf); the run that wrote it diverged", path);
+            }
+        }
+    }
 
     private static ImageClassifier Create(ModelConfig config, string path)
     {

@@ -36,6 +36,10 @@ public sealed record DatasetSource(
     {
         var train = LabeledImages.FromIdxFiles(TrainImagesPath, TrainLabelsPath, ClassNames);
         var test = LabeledImages.FromIdxFiles(TestImagesPath, TestLabelsPath, ClassNames);
+        if (ClassNames is null)
+        {
+            RequireEveryClass(train, TrainLabelsPath);
+        }
         if (ClassNames is null && train.ClassCount != test.ClassCount)
         {
             // Numbered names come from the largest label, which may differ between the two files.
@@ -51,5 +55,23 @@ public sealed record DatasetSource(
         }
 
         return DataSplits.Create(train, test, validationCount, seed, Normalization);
+    }
+
+    // Without class names the classes are the labels 0…max; a label with no class below it (a stray 255
+    // among 0–9, say) would silently make a model with hundreds of empty classes.
+    private static void RequireEveryClass(LabeledImages train, string labelsPath)
+    {
+        var present = new bool[train.ClassCount];
+        foreach (var label in train.Labels)
+        {
+            present[label] = true;
+        }
+        var missing = Array.IndexOf(present, false);
+        if (missing >= 0)
+        {
+            throw new InvalidDataException(
+                $"Labels file '{labelsPath}' has labels up to {train.ClassCount - 1} but none of class {missing}: " +
+                $"the labels must number the classes 0–{train.ClassCount - 1}, each with training images ({present.Count(p => p)} classes are present)");
+        }
     }
 }

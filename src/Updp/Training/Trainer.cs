@@ -61,6 +61,9 @@ public sealed class Trainer
     /// </summary>
     public Func<int, bool>? CanBeBest { get; init; }
 
+    /// <summary>Consecutive steps with a non-finite loss (each skipped, no update) after which training stops.</summary>
+    public const int NonFiniteStepLimit = 3;
+
     public TrainState Fit(BatchLoader train, BatchLoader val, ITrainingStore? store = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancellation = default)
     {
@@ -82,6 +85,10 @@ public sealed class Trainer
             var trainSeconds = clock.Elapsed.TotalSeconds;
             BeforeEvaluate?.Invoke((long)epoch * stepsPerEpoch, totalSteps);
             var valResult = Evaluator.Evaluate(_model, val.Epoch(0));
+            if (!double.IsFinite(valResult.Loss))
+            {
+                throw new TrainingDivergedException("the validation loss is not finite", epoch, 0);
+            }
             var isBest = valResult.Top1 > state.BestValTop1 && (CanBeBest?.Invoke(epoch) ?? true);
             var result = new EpochResult(epoch, trainLoss, trainTop1, valResult.Top1, valResult.Loss, clock.Elapsed.TotalSeconds, isBest)
             {
@@ -112,6 +119,7 @@ public sealed class Trainer
         double lossSum = 0;
         long correct = 0, seen = 0;
         var step = 0;
+        var nonFinite = 0;
         var clock = Stopwatch.StartNew();
 
         // Time spent waiting for the next batch is data time the prefetch did not hide.
@@ -143,12 +151,21 @@ public sealed class Trainer
                 var logits = _model.call(batch.Images);
                 var loss = Loss?.Invoke(logits, batch.Images, batch.Labels)
                     ?? nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: _options.LabelSmoothing);
-                loss.backward();
-                optimizer.Step();
-                var n = batch.Labels.shape[0];
-                lossSum += loss.item<float>() * n;
-                correct += logits.argmax(1).eq(batch.Labels).sum().item<long>();
-                seen += n;
+                var lossValue = loss.item<float>();
+                if (float.IsFinite(lossValue))
+                {
+                    nonFinite = 0;
+                    loss.backward();
+                    optimizer.Step();
+                    var n = batch.Labels.shape[0];
+                    lossSum += lossValue * n;
+                    correct += logits.argmax(1).eq(batch.Labels).sum().item<long>();
+                    seen += n;
+                }
+                else if (++nonFinite >= NonFiniteStepLimit)
+                {
+                    throw new TrainingDivergedException($"the loss was not finite for {nonFinite} consecutive steps", epoch, step + 1);
+                }
             }
             step++;
 
@@ -162,7 +179,9 @@ public sealed class Trainer
             }
         }
         return seen == 0
-            ? throw new InvalidOperationException("the training set yielded no batches")
+            ? throw (nonFinite > 0
+                ? new TrainingDivergedException("the loss was not finite at any step", epoch, step)
+                : new InvalidOperationException("the training set yielded no batches"))
             : (lossSum / seen, (double)correct / seen, waiting.Elapsed.TotalSeconds);
     }
 }

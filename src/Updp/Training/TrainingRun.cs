@@ -238,7 +238,15 @@ public static class TrainingRun
             BeforeEvaluate = hooks.BeforeEvaluate,
             CanBeBest = hooks.CanBeBest,
         };
-        var state = trainer.Fit(train, val, new EpochReporter(store, epochDone), progress, cancellation);
+        TrainState state;
+        try
+        {
+            state = trainer.Fit(train, val, new EpochReporter(store, epochDone), progress, cancellation);
+        }
+        catch (TrainingDivergedException e)
+        {
+            throw e.WithLastGood(File.Exists(store.LastCheckpoint) ? store.LastCheckpoint : null);
+        }
         if (!hooks.EvaluateTest)
         {
             return new TrainRunResult(state, store.BestCheckpoint, null);

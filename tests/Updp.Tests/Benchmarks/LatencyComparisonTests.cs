@@ -40,9 +40,10 @@ public class LatencyComparisonTests
     public void InterleavedTimesAreInRoundOrder()
     {
         var round = 0;
-        LatencyStats.MeasureInterleaved([() => Thread.Sleep(round++ == 1 ? 30 : 1), () => { }], batch: 1, warmup: 0, runs: 3, out var times);
+        // Only the second round sleeps; the margin is wide because the machine may be busy.
+        LatencyStats.MeasureInterleaved([() => Thread.Sleep(round++ == 1 ? 300 : 0), () => { }], batch: 1, warmup: 0, runs: 3, out var times);
 
-        Assert.True(times[0][0] < 15 && times[0][1] >= 29 && times[0][2] < 15, string.Join(", ", times[0]));
+        Assert.True(times[0][1] >= 299 && times[0][0] < times[0][1] && times[0][2] < times[0][1], string.Join(", ", times[0]));
         Assert.Equal(3, times[1].Length);
     }
 
