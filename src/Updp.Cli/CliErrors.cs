@@ -21,6 +21,11 @@ internal static class CliErrors
         {
             var error = e is AggregateException { InnerExceptions.Count: 1 } aggregate ? aggregate.InnerExceptions[0] : e;
             var code = ExitCode(error);
+            if (code == Interrupted)
+            {
+                Console.Error.WriteLine($"interrupted{(Interruption.ResumeHint is { } hint ? $": {hint}" : "")}");
+                return code;
+            }
             Console.Error.WriteLine($"error: {OneLine(error)}");
             if (verbose)
             {

@@ -47,6 +47,7 @@ public static class UpdpCli
         {
             AnsiConsole.Profile.Width = int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0 ? columns : 120;
         }
+        using var interruption = Interruption.Listen();
         return CliErrors.Run(() =>
         {
             var parsed = Build().Parse(args);

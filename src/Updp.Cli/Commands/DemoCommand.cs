@@ -80,7 +80,8 @@ internal static class DemoCommand
                 var options = PruneRecipe(Path.Combine(recipe.OutDir, "model" + Checkpoints.Checkpoint.WeightsExtension), Path.Combine(parse.GetValue(outDir)!, $"prune-K{k}"),
                     k, ks.Max(), supernet, parse.GetValue(seed));
                 AnsiConsole.MarkupLine(Markup.Escape($"pruning {k} blocks ({options.Supernet.Epochs}+{options.Finetune.Epochs} epochs) → {options.OutDir}"));
-                pruned.Add(ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress)).Metrics);
+                pruned.Add(ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress,
+                    Interruption.Stoppable("the finished runs in --out are kept; run the demo again to continue"))).Metrics);
                 supernet ??= Path.Combine(PrunePipeline.SupernetDir(options.OutDir), SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
             }
             AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started));

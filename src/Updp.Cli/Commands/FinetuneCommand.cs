@@ -87,7 +87,8 @@ internal static class FinetuneCommand
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)} from {options.Checkpoint} on {options.Settings.Data}: " +
                 $"{options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));
-            var result = ConsoleProgress.Train("finetune", (progress, epochDone) => ProgressiveFinetune.Run(options, progress, epochDone));
+            var result = ConsoleProgress.Train("finetune", (progress, epochDone) => ProgressiveFinetune.Run(options, progress, epochDone,
+                Interruption.Stoppable("the last finished epoch is saved; run the same command with --resume to continue from it")));
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"{result.Method} from the {result.Init}: test top-1 {result.Top1:P2} (best epoch {result.BestEpoch}, val top-1 {result.ValTop1:P2}); " +
                 $"merged {result.Params:N0} params, {result.Macs:N0} MACs (unpruned {result.Original.Params:N0}, {result.Original.Macs:N0}); " +

@@ -109,7 +109,7 @@ internal static class PruneCommand
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
-            var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress));
+            var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress, Interruption.Stoppable("finished stages are kept; run the same command again to skip them and resume the interrupted one")));
             Render(result.Metrics);
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.OnnxFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) })}"));

@@ -73,7 +73,8 @@ internal static class SearchCommand
                 },
                 ValidationLimit = parse.GetValue(valLimit),
             };
-            var result = ConsoleProgress.Search(progress => SubnetSearch.Run(options, progress));
+            var result = ConsoleProgress.Search(progress => SubnetSearch.Run(options, progress,
+                Interruption.Stoppable("nothing was written; run the same command again to search from the start")));
             Render(result, parse.GetValue(top));
             AnsiConsole.MarkupLine(Markup.Escape($"wrote {Path.Combine(options.OutDir!, SubnetSearch.ResultFile)}"));
             return 0;

@@ -74,7 +74,8 @@ internal static class SupernetCommand
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"supernet from {options.Checkpoint} on {options.Settings.Data}: K_max {options.MaxPruned}, {options.Train.Epochs} epochs " +
                 $"(batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));
-            var result = ConsoleProgress.Train("supernet", (progress, epochDone) => SupernetTraining.Run(options, progress, epochDone));
+            var result = ConsoleProgress.Train("supernet", (progress, epochDone) => SupernetTraining.Run(options, progress, epochDone,
+                Interruption.Stoppable("the last finished epoch is saved; run the same command with --resume to continue from it")));
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"supernet over blocks {string.Join(",", result.Blocks)} (K_max {result.MaxPruned}): val top-1 {result.ValTop1:P2} with every block original, " +
                 $"{result.CalibratedNorms} batch norms calibrated, {result.TrainSeconds:F0} s training"));

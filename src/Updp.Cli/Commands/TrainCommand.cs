@@ -91,7 +91,8 @@ internal static class TrainCommand
             $"fine-tuning {t.Source.Name} ({t.Source.NumClasses} classes, {t.Source.InChans} channels) from {options.Pretrained}: "
             + (t.Replaced.Count == 0 ? "every tensor loaded as it is" : $"re-initialised {string.Join(", ", t.Replaced.Except(t.Adapted))}"
                 + (t.Adapted.Count > 0 ? $"; adapted to {t.Model.Config.InChans} input channels: {string.Join(", ", t.Adapted)}" : ""))));
-        var metrics = ConsoleProgress.Train(options.ModelName, (progress, epochDone) => TrainingRun.Run(options, progress, epochDone));
+        var metrics = ConsoleProgress.Train(options.ModelName, (progress, epochDone) => TrainingRun.Run(options, progress, epochDone,
+            Interruption.Stoppable("the last finished epoch is saved; run the same command with --resume to continue from it")));
         AnsiConsole.MarkupLine(Markup.Escape(
             $"{metrics.TestSplit} top-1 {metrics.Top1:P2} (best epoch {metrics.BestEpoch}, val top-1 {metrics.ValTop1:P2}), {metrics.Params:N0} params, " +
             $"{metrics.Macs:N0} MACs, {metrics.TrainSeconds:F0} s training"));
