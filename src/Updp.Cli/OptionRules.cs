@@ -45,7 +45,7 @@ internal static class OptionRules
     /// <summary>Every value of an integer list in [<paramref name="min"/>, <paramref name="max"/>].</summary>
     public static TOption EachInRange<TOption>(this TOption option, int min, int max)
         where TOption : Option =>
-        option.Rule(r => r.GetValueOrDefault<int[]?>()?.FirstOrDefault(v => v < min || v > max) is int v && (v < min || v > max) ? IntegerError(min, max, v) : null);
+        option.Rule(r => r.GetValueOrDefault<int[]?>()?.Where(v => v < min || v > max).Select(v => (int?)v).FirstOrDefault() is int v ? IntegerError(min, max, v) : null);
 
     /// <summary>
     /// An existing, readable, non-empty regular file (not a folder, pipe or device), when given;

@@ -83,7 +83,7 @@ public partial class CliTests
     [InlineData("export --checkpoint /nonexistent/model.safetensors --onnx OUT", "/nonexistent/model.safetensors")]
     [InlineData("export --checkpoint FIXTURE --model convnext_nope --onnx OUT", "convnext_nope")]
     [InlineData("export --checkpoint GARBAGE --model convnext_atto --onnx OUT", "garbage.pt")]
-    [InlineData("export --checkpoint FIXTURE --model convnext_atto --onnx OUT --opset 12", "--opset 12")]
+    [InlineData("export --checkpoint FIXTURE --model convnext_atto --onnx OUT --opset 12", "--opset: expected an integer from 17")]
     [InlineData("export --checkpoint FIXTURE --model convnext_atto --onnx BADEXT", ".onnx")]
     public void ExportBadInputGetsAClearErrorAndWritesNothing(string args, string mentioned)
     {

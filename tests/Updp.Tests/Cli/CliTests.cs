@@ -155,7 +155,7 @@ public partial class CliTests
     [InlineData("bench --model convnext_atto --batch 0,x", "'0' is not a positive integer")]
     [InlineData("train --model convnext_atto --data fashion-mnist", "--out")]
     [InlineData("eval --checkpoint FIXTURE --batch-size abc", "abc")]
-    [InlineData("predict --checkpoint /nonexistent/m.safetensors", "--images")]
+    [InlineData("predict --checkpoint /nonexistent/m.safetensors", "--checkpoint: '/nonexistent/m.safetensors' does not exist")]
     [InlineData("eval --checkpoint FIXTURE --data fashion-mnist", "--model")]
     [InlineData("train --model convnext_atto --data /nonexistent-data --out OUT", "/nonexistent-data")]
     public void BadInputGetsOneClearLineAndExitCode2(string args, string mentioned)
