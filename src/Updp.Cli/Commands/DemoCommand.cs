@@ -70,9 +70,14 @@ internal static class DemoCommand
         {
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var started = DateTime.UtcNow;
+            // Checked before the baseline trains for twenty minutes.
+            var ks = parse.GetValue(blocks) is { Length: > 0 } list && list != "none" ? CommonOptions.ParseBlocks("--blocks", list) : [];
+            if (ks.Contains(0))
+            {
+                throw new ArgumentException($"--blocks: expected K values ≥ 1, e.g. 2,4, got '{parse.GetValue(blocks)}'");
+            }
             var recipe = BaselineRecipe(Path.Combine(parse.GetValue(outDir)!, "baseline"), parse.GetValue(epochs), parse.GetValue(seed));
             var baseline = CachedOrTrain(recipe);
-            var ks = parse.GetValue(blocks) is { Length: > 0 } list && list != "none" ? CommonOptions.ParseBlocks("--blocks", list) : [];
             var pruned = new List<PruneMetrics>();
             string? supernet = null;
             foreach (var k in ks)

@@ -19,13 +19,14 @@ internal static class MergeCommand
     {
         var checkpoint = CommonOptions.Checkpoint();
         checkpoint.Required = true;
+        var model = CommonOptions.Model();
         var outPath = new Option<string>("--out") { Description = "Merged checkpoint to write (.safetensors).", Required = true }.OutputPath(isDirectory: false);
         var data = CommonOptions.Data();
         var force = CommonOptions.Force();
         var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
         var command = new Command("merge", "Merge pruned blocks into smaller layers and verify the result (stage 4).")
         {
-            checkpoint, outPath, data, images, force,
+            checkpoint, model, outPath, data, images, force,
         };
         command.SetAction(parse =>
         {
@@ -36,11 +37,11 @@ internal static class MergeCommand
             }
             var input = parse.GetValue(checkpoint)!;
             OutputFiles.Check("--out", [target, Checkpoint.SidecarPath(target)], parse.GetValue(force), input, Checkpoint.SidecarPath(input));
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), null);
-            using var model = loaded.Model;
-            var before = ModelProfiler.CountParameters(model);
-            var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, model, parse.GetValue(images));
-            var report = Merger.MergeAll(model, inputs);
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            using var classifier = loaded.Model;
+            var before = ModelProfiler.CountParameters(classifier);
+            var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images));
+            var report = Merger.MergeAll(classifier, inputs);
             if (report.MergedBlocks.Count == 0)
             {
                 throw new ArgumentException($"'{parse.GetValue(checkpoint)}' has no fully pruned (λ = 1) blocks to merge");
@@ -50,9 +51,9 @@ internal static class MergeCommand
                 ["merge_max_abs_diff"] = report.MaxAbsDiff,
                 ["merge_tolerance"] = report.Tolerance,
             };
-            Checkpoint.Save(model, target, PrunedModels.Describe(model, (loaded.Meta ?? new CheckpointMeta()) with { Metrics = metrics, Created = null }));
+            Checkpoint.Save(classifier, target, PrunedModels.Describe(classifier, (loaded.Meta ?? new CheckpointMeta()) with { Metrics = metrics, Created = null }));
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"merged blocks {string.Join(",", report.MergedBlocks)}: {before:N0} → {ModelProfiler.CountParameters(model):N0} params; " +
+                $"merged blocks {string.Join(",", report.MergedBlocks)}: {before:N0} → {ModelProfiler.CountParameters(classifier):N0} params; " +
                 $"max |Δ| {report.MaxAbsDiff:G3} ≤ {report.Tolerance:G3} on {report.Batches} batches (real and random)"));
             AnsiConsole.MarkupLine(Markup.Escape($"wrote {target}"));
             return 0;

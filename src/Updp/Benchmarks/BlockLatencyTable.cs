@@ -167,6 +167,7 @@ public sealed record BlockLatencyTable
     /// <exception cref="InvalidDataException">The file is not a latency table (the message names it).</exception>
     public static BlockLatencyTable Load(string path)
     {
+        RegularFile.Require(path, "latency table");
         try
         {
             return JsonSerializer.Deserialize<BlockLatencyTable>(File.ReadAllText(path), Json)

@@ -129,6 +129,7 @@ public static class Checkpoint
         }
         try
         {
+            RegularFile.Require(sidecar, "sidecar");
             var node = JsonNode.Parse(File.ReadAllBytes(sidecar)) as JsonObject
                 ?? throw new CheckpointException($"sidecar '{sidecar}' is not a JSON object", sidecar);
             if (!node.ContainsKey("format_version") || !node.ContainsKey("model"))
@@ -145,6 +146,10 @@ public static class Checkpoint
             if (meta.Model is null)
             {
                 throw new CheckpointException($"sidecar '{sidecar}' has no model configuration", sidecar);
+            }
+            if (meta.Model.Problem() is { } problem)
+            {
+                throw new CheckpointException($"sidecar '{sidecar}': {problem}", sidecar);
             }
             // Explicit JSON nulls would otherwise surface as null collections.
             return meta with { Classes = meta.Classes ?? [], Metrics = meta.Metrics ?? new Dictionary<string, double>() };

@@ -27,7 +27,8 @@ public sealed record DatasetSource(
 
     /// <inheritdoc/>
     DataSplits IDataSource.LoadSplits(int? validationCount, int seed, DataLoadOptions? options) =>
-        LoadSplits(validationCount ?? DataSplits.DefaultValidationCount, seed);
+        // A verb that scores only the test split (eval) holds nothing out: a small training file need not hold 5,000 validation images.
+        LoadSplits(options?.TestOnly == true ? 0 : validationCount ?? DataSplits.DefaultValidationCount, seed);
 
     /// <summary>Reads the train and test files and carves a validation split from train.</summary>
     /// <param name="validationCount">Training images moved to the validation split.</param>

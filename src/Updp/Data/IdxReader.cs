@@ -50,6 +50,7 @@ public static class IdxReader
             throw new FileNotFoundException($"Idx file '{path}' not found; expected {expectedDescription}.", path);
         }
 
+        RegularFile.Require(path, "idx file");
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
         Span<byte> start = stackalloc byte[2];
         var startLength = file.ReadAtLeast(start, 2, throwOnEndOfStream: false);

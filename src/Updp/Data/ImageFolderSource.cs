@@ -232,6 +232,7 @@ public sealed class ImageFolderSource : IDataSource
         var baseDir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
         var rows = new List<(string Path, string Label, int Line)>();
         var lineNumber = 0;
+        RegularFile.Require(Path, "file list");
         foreach (var line in File.ReadLines(Path))
         {
             lineNumber++;

@@ -220,6 +220,11 @@ public static class TrainingRun
         {
             throw new ArgumentException("--val-size must be ≥ 1 for training: the best epoch is chosen on the validation split");
         }
+        if (splits.Train.Count == 0)
+        {
+            throw new ArgumentException(
+                $"no training images are left in '{options.Data}' after holding out {splits.Validation.Count} for validation; give a smaller --val-size");
+        }
         if (splits.Train.Count < options.Train.BatchSize)
         {
             throw new ArgumentException(
