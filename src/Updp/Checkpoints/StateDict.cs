@@ -75,15 +75,19 @@ public static class StateDict
     private static Dictionary<string, Tensor> ReadPyTorch(string path)
     {
         // The zip's CRCs are checked here because .NET's ZipArchive, which the unpickler reads
-        // through, does not: the pickle before it is parsed, the tensor data on a second thread
-        // while the unpickler reads it (a sequential pass would add about a fifth to the load time).
+        // through, does not: the pickle (and the lengths in it) before it is parsed, the tensor data
+        // on a second thread while the unpickler reads it (a sequential pass would add about a fifth
+        // to the load time).
         ZipIntegrity.CentralDirectory directory;
         using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
         {
             directory = ZipIntegrity.ReadDirectory(stream, path);
         }
         var pickles = directory.Members.Where(m => m.Name.EndsWith("data.pkl", StringComparison.Ordinal)).ToList();
-        ZipIntegrity.Verify(path, directory, pickles);
+        foreach (var pickle in pickles)
+        {
+            ZipIntegrity.VerifyPickle(path, directory, pickle);
+        }
         var check = Task.Run(() => ZipIntegrity.Verify(path, directory, directory.Members.Except(pickles)));
 
         Hashtable? root = null;

@@ -39,6 +39,9 @@ internal static class ZipIntegrity
 
     private const int BufferSize = 1 << 20;
 
+    // A state dict's pickle is a few hundred bytes per tensor; the tensors themselves are members of their own.
+    private const long MaxPickleBytes = 1L << 30;
+
     /// <summary>Reads the central directory (zip64 included) and checks that it is consistent with the file's length.</summary>
     public static CentralDirectory ReadDirectory(Stream stream, string path)
     {
@@ -229,7 +232,31 @@ internal static class ZipIntegrity
         }
     }
 
-    private static void Verify(FileStream stream, string path, CentralDirectory directory, Member m, byte[] buffer)
+    /// <summary>
+    /// Checks a pickle member as <see cref="Verify(string, CentralDirectory, IEnumerable{Member})"/> does
+    /// and then its opcodes (<see cref="PickleGuard"/>), before the unpickler trusts any length in it.
+    /// </summary>
+    public static void VerifyPickle(string path, CentralDirectory directory, Member m)
+    {
+        if (m.Size > MaxPickleBytes)
+        {
+            throw Damaged(path, m, $"is a pickle of {m.Size} bytes, larger than this reader accepts ({MaxPickleBytes})");
+        }
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            var pickle = new MemoryStream((int)m.Size);
+            Verify(stream, path, directory, m, buffer, pickle);
+            PickleGuard.Check(pickle.GetBuffer().AsSpan(0, (int)pickle.Length), path, m.Name);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static void Verify(FileStream stream, string path, CentralDirectory directory, Member m, byte[] buffer, MemoryStream? copy = null)
     {
         if ((m.Flags & 1) != 0)
         {
@@ -286,6 +313,7 @@ internal static class ZipIntegrity
                     throw Damaged(path, m, $"ends after {got} of its {m.Size} bytes");
                 }
                 crc.Append(buffer.AsSpan(0, n));
+                copy?.Write(buffer, 0, n);
                 got += n;
             }
         }
@@ -299,6 +327,7 @@ internal static class ZipIntegrity
                 while (got <= m.Size && (n = deflate.Read(buffer, 0, (int)Math.Min(buffer.Length, m.Size - got + 1))) > 0)
                 {
                     crc.Append(buffer.AsSpan(0, n));
+                    copy?.Write(buffer, 0, n);
                     got += n;
                 }
             }

@@ -15,7 +15,7 @@ public sealed class ZipIntegrityTests
     private const string PthFixture = "deit_reduced.pt";
 
     // The members' bytes as .NET's zip reader gives them (it checks no CRC).
-    private static Dictionary<string, byte[]> Members(string path)
+    internal static Dictionary<string, byte[]> Members(string path)
     {
         using var zip = ZipFile.OpenRead(path);
         return zip.Entries.ToDictionary(e => e.FullName, e =>
@@ -28,12 +28,27 @@ public sealed class ZipIntegrityTests
     }
 
     // Where a member's bytes start in the file: the largest members are unique in it.
-    private static int OffsetOf(byte[] file, byte[] member)
+    internal static int OffsetOf(byte[] file, byte[] member)
     {
         var at = file.AsSpan().IndexOf(member);
         Assert.True(at >= 0);
         Assert.Equal(-1, file.AsSpan(at + 1).IndexOf(member));
         return at;
+    }
+
+    // Where a member's central directory header starts: its signature, its name's length at +28 and the name at +46.
+    internal static int CentralHeaderOf(byte[] file, string name)
+    {
+        var nameBytes = System.Text.Encoding.ASCII.GetBytes(name);
+        for (var i = file.Length - 46; i >= 0; i--)
+        {
+            if (file[i] == 'P' && file[i + 1] == 'K' && file[i + 2] == 1 && file[i + 3] == 2
+                && BitConverter.ToUInt16(file, i + 28) == nameBytes.Length && file.AsSpan(i + 46).StartsWith(nameBytes))
+            {
+                return i;
+            }
+        }
+        throw new InvalidOperationException($"no central directory header for '{name}'");
     }
 
     private static (string Name, byte[] Bytes) LargestDataMember(Dictionary<string, byte[]> members) =>
@@ -112,18 +127,8 @@ public sealed class ZipIntegrityTests
         var original = Fixture(PthFixture);
         var file = File.ReadAllBytes(original);
         var (name, bytes) = LargestDataMember(Members(original));
-        // The member's central directory header: signature, then at +24 its uncompressed size and at +46 its name.
-        var nameBytes = System.Text.Encoding.ASCII.GetBytes(name);
-        var header = -1;
-        for (var i = file.Length - 46; i >= 0 && header < 0; i--)
-        {
-            if (file[i] == 'P' && file[i + 1] == 'K' && file[i + 2] == 1 && file[i + 3] == 2
-                && file.AsSpan(i + 46).StartsWith(nameBytes) && BitConverter.ToUInt16(file, i + 28) == nameBytes.Length)
-            {
-                header = i;
-            }
-        }
-        Assert.True(header > 0);
+        // The member's central directory header has its uncompressed size at +24.
+        var header = CentralHeaderOf(file, name);
         Assert.Equal((uint)bytes.Length, BitConverter.ToUInt32(file, header + 24));
         BitConverter.GetBytes((uint)bytes.Length - 4).CopyTo(file, header + 24);
         var path = dir.Write("resized.pth", file);
