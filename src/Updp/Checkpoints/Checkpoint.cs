@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
@@ -118,7 +119,11 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>Reads the sidecar of a weights file, or returns null when there is none.</summary>
+    /// <summary>
+    /// Reads the sidecar of a weights file, or returns null when there is none. Values no Updp
+    /// checkpoint has (no input channels, a million classes, a NaN std) are refused rather than
+    /// passed on to build a model from.
+    /// </summary>
     /// <exception cref="CheckpointException">The sidecar exists but is not a valid Updp sidecar this build can read.</exception>
     public static CheckpointMeta? ReadMeta(string weightsPath)
     {
@@ -130,7 +135,8 @@ public static class Checkpoint
         try
         {
             RegularFile.Require(sidecar, "sidecar");
-            var node = JsonNode.Parse(File.ReadAllBytes(sidecar)) as JsonObject
+            // Duplicate keys are refused by the parser (JsonObject would throw ArgumentException on first use).
+            var node = JsonNode.Parse(File.ReadAllBytes(sidecar), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject
                 ?? throw new CheckpointException($"sidecar '{sidecar}' is not a JSON object", sidecar);
             if (!node.ContainsKey("format_version") || !node.ContainsKey("model"))
             {
@@ -147,9 +153,9 @@ public static class Checkpoint
             {
                 throw new CheckpointException($"sidecar '{sidecar}' has no model configuration", sidecar);
             }
-            if (meta.Model.Problem() is { } problem)
+            if (Implausible(meta) is { } why)
             {
-                throw new CheckpointException($"sidecar '{sidecar}': {problem}", sidecar);
+                throw new CheckpointException($"sidecar '{sidecar}' is damaged or was not written by Updp: {why}", sidecar);
             }
             // Explicit JSON nulls would otherwise surface as null collections.
             return meta with { Classes = meta.Classes ?? [], Metrics = meta.Metrics ?? new Dictionary<string, double>() };
@@ -158,6 +164,72 @@ public static class Checkpoint
         {
             throw new CheckpointException($"cannot read sidecar '{sidecar}': {e.Message}", sidecar, e);
         }
+    }
+
+    // Bounds on the sidecar's numbers, far outside anything Updp writes: the model is built from
+    // them before any tensor is compared with it, so a damaged value must not make it allocate
+    // gigabytes (a million classes) or fail inside libtorch (no input channels).
+    internal const int MaxInChans = 64;
+    internal const int MaxNumClasses = 100_000;
+    internal const int MaxStemStride = 64;
+    internal const int MaxImageSide = 8192;
+    internal const int MaxPatchesPerSide = 256;
+
+    // Why the sidecar's values cannot be right, or null when they can.
+    private static string? Implausible(CheckpointMeta meta)
+    {
+        var m = meta.Model!;
+        static bool Finite(double v) => double.IsFinite(v);
+        if (m.InChans is < 1 or > MaxInChans)
+        {
+            return $"in_chans {m.InChans} is not from 1 to {MaxInChans}";
+        }
+        if (m.NumClasses is < 1 or > MaxNumClasses)
+        {
+            return $"num_classes {m.NumClasses} is not from 1 to {MaxNumClasses}";
+        }
+        if (m.StemStride is < 1 or > MaxStemStride)
+        {
+            return $"stem_stride {m.StemStride} is not from 1 to {MaxStemStride}";
+        }
+        // DeiT has (img_size / patch)² positions; its default patch (16) keeps the largest image below the bound.
+        if (m.ImgSize is { } img && (img < 1 || img > MaxImageSide || img / (m.StemStride ?? 16) > MaxPatchesPerSide))
+        {
+            return $"img_size {img} is not from 1 to {MaxImageSide}, or makes more than {MaxPatchesPerSide} patches a side with stem_stride {m.StemStride}";
+        }
+        if (!(m.DropPathRate is >= 0 and < 1))
+        {
+            return $"drop_path_rate {m.DropPathRate} is not in [0, 1)";
+        }
+        if (m.LayerScaleInit is { } ls && !Finite(ls))
+        {
+            return $"ls_init_value {ls} is not a finite number";
+        }
+        if (meta.Epoch is < 0)
+        {
+            return $"epoch {meta.Epoch} is negative";
+        }
+        if (meta.Preprocessing is { } p)
+        {
+            if (p.ImageSize is < 1 or > MaxImageSide || p.InputSize is < 1 or > MaxImageSide)
+            {
+                return $"preprocessing sizes {p.ImageSize} and {p.InputSize} are not both from 1 to {MaxImageSide}";
+            }
+            if (!Finite(p.Mean) || !(p.Std > 0 && Finite(p.Std))
+                || p.ChannelMean?.Any(v => !Finite(v)) == true || p.ChannelStd?.Any(v => !(v > 0 && Finite(v))) == true)
+            {
+                return "preprocessing normalisation has a mean that is not a finite number or a std that is not a positive one";
+            }
+            if (p.Channels is < 1 or > MaxInChans)
+            {
+                return $"preprocessing channels {p.Channels} is not from 1 to {MaxInChans}";
+            }
+            if (p.CropPct is { } crop && !(crop is > 0 and <= 1))
+            {
+                return $"preprocessing crop_pct {crop} is not in (0, 1]";
+            }
+        }
+        return null;
     }
 
     /// <summary>
@@ -346,9 +418,10 @@ public static class Checkpoint
         {
             return ModelRegistry.Create(config);
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or ExternalException)
         {
-            throw new CheckpointException($"cannot build the model of '{path}': {e.Message}", path, e);
+            // libtorch refuses some configurations only when it builds a layer (ExternalException).
+            throw new CheckpointException($"cannot build the model of '{path}': {StateDict.FirstLine(e.Message)}", path, e);
         }
     }
 }

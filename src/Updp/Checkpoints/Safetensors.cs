@@ -149,6 +149,11 @@ internal static class Safetensors
         }
         var headerBytes = new byte[headerLength];
         stream.ReadExactly(headerBytes);
+        // The JSON reader accepts invalid UTF-8 inside strings and fails only when a name is read.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            throw Corrupt(path, "the header is not valid UTF-8");
+        }
         var dataStart = 8 + (long)headerLength;
         var dataLength = fileLength - dataStart;
 

@@ -16,6 +16,9 @@ public static class IdxReader
     /// <summary>Magic number of an idx file holding unsigned bytes in one dimension (labels).</summary>
     public const int LabelsMagic = 0x00000801;
 
+    // First buffer for the body of a gzip-compressed file, whose real length is known only once read.
+    private const int GrowFrom = 1 << 20;
+
     /// <summary>Reads an idx3 unsigned-byte image file (raw or gzip).</summary>
     /// <param name="path">Path of the file, for example <c>train-images-idx3-ubyte.gz</c>.</param>
     public static IdxImages ReadImages(string path)
@@ -28,7 +31,15 @@ public static class IdxReader
             throw new InvalidDataException($"Idx images file '{path}' declares images of {rows}x{cols} pixels; both sides must be positive.");
         }
 
-        var pixels = ReadBody(stream, path, (long)count * rows * cols, "pixel");
+        // Three 31-bit sizes can overflow a long; the product is checked before anything is allocated.
+        var length = (Int128)count * rows * cols;
+        if (length > Array.MaxLength)
+        {
+            throw new InvalidDataException(
+                $"Idx file '{path}' declares {count} images of {rows}x{cols} pixels, {length} bytes, more than fits in memory as one array.");
+        }
+
+        var pixels = ReadBody(stream, path, (long)length, "pixel");
         return new IdxImages(pixels, count, rows, cols);
     }
 
@@ -111,8 +122,30 @@ public static class IdxReader
             throw new InvalidDataException($"Idx file '{path}' declares {expectedLength} bytes of {itemName} data, more than fits in memory as one array.");
         }
 
-        var body = new byte[expectedLength];
-        var got = ReadFully(stream, path, body);
+        // The header's sizes are not trusted with an allocation: a raw file's must fit in what is left
+        // of it, and a gzip stream's buffer grows only as its data arrives.
+        byte[] body;
+        long got;
+        if (stream.CanSeek)
+        {
+            got = Math.Min(expectedLength, stream.Length - stream.Position);
+            body = got < expectedLength ? [] : new byte[expectedLength];
+            if (body.Length > 0)
+            {
+                got = ReadFully(stream, path, body);
+            }
+        }
+        else
+        {
+            body = new byte[Math.Min(expectedLength, GrowFrom)];
+            got = ReadFully(stream, path, body);
+            while (got == body.Length && body.Length < expectedLength)
+            {
+                Array.Resize(ref body, (int)Math.Min(expectedLength, 2L * body.Length));
+                got += ReadFully(stream, path, body.AsSpan((int)got));
+            }
+        }
+
         if (got < expectedLength)
         {
             throw new InvalidDataException($"Idx file '{path}' is truncated: expected {expectedLength} bytes of {itemName} data after the header, got {got}.");

@@ -40,20 +40,6 @@ public sealed record ModelConfig
     [JsonPropertyName("ls_init_value")] public double? LayerScaleInit { get; init; }
 
     /// <summary>
-    /// Why these settings cannot build a model (a sidecar written by hand or damaged, say), or null
-    /// when every value is in range: 1–64 input channels, 1–1,000,000 classes, a stem stride of 1–32,
-    /// an input size of 8–4096, a drop-path rate in [0, 1) and a positive finite layer scale.
-    /// </summary>
-    public string? Problem() =>
-        InChans is < 1 or > 64 ? $"in_chans {InChans} is not 1–64"
-        : NumClasses is < 1 or > 1_000_000 ? $"num_classes {NumClasses} is not 1–1,000,000"
-        : StemStride is < 1 or > 32 ? $"stem_stride {StemStride} is not 1–32"
-        : ImgSize is < 8 or > 4096 ? $"img_size {ImgSize} is not 8–4096"
-        : !(DropPathRate >= 0 && DropPathRate < 1) ? $"drop_path_rate {DropPathRate} is not in [0, 1)"
-        : LayerScaleInit is double ls && !(ls > 0 && double.IsFinite(ls)) ? $"ls_init_value {ls} is not a positive finite number"
-        : null;
-
-    /// <summary>
     /// A configuration for inputs of the given side: an explicit stem stride wins; otherwise inputs
     /// of at most 64 px get the family's small-input stem and larger ones the family default.
     /// Families with a fixed input size are built for this one.

@@ -30,9 +30,9 @@ public partial class CliTests
     }
 
     [Theory]
-    [InlineData("num_classes", -1, "num_classes -1 is not 1–1,000,000")]
-    [InlineData("in_chans", 0, "in_chans 0 is not 1–64")]
-    [InlineData("stem_stride", 1000, "stem_stride 1000 is not 1–32")]
+    [InlineData("num_classes", -1, "num_classes -1 is not from 1 to")]
+    [InlineData("in_chans", 0, "in_chans 0 is not from 1 to")]
+    [InlineData("stem_stride", 1000, "stem_stride 1000 is not from 1 to")]
     public void ASidecarWithAnImpossibleModelSettingIsRefusedNamingIt(string key, int value, string expected)
     {
         using var dir = new TempDir();
