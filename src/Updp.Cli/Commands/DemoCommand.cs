@@ -61,16 +61,18 @@ internal static class DemoCommand
         };
         var seed = CommonOptions.Seed();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("demo",
             "Train the convnext_atto baseline on Fashion-MNIST (cached), prune it at K = 2 and 4 (`updp prune`, one shared supernet) and tabulate top-1, size and latency.")
         {
-            outDir, epochs, blocks, seed, threads,
+            outDir, epochs, blocks, seed, threads, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var started = DateTime.UtcNow;
-            var recipe = BaselineRecipe(Path.Combine(parse.GetValue(outDir)!, "baseline"), parse.GetValue(epochs), parse.GetValue(seed));
+            var recipe = BaselineRecipe(Path.Combine(parse.GetValue(outDir)!, "baseline"), parse.GetValue(epochs), parse.GetValue(seed)) with { Device = on };
             var baseline = CachedOrTrain(recipe);
             var ks = parse.GetValue(blocks) is { Length: > 0 } list && list != "none" ? CommonOptions.ParseBlocks("--blocks", list) : [];
             var pruned = new List<PruneMetrics>();
@@ -79,17 +81,18 @@ internal static class DemoCommand
             {
                 var options = PruneRecipe(Path.Combine(recipe.OutDir, "model" + Checkpoints.Checkpoint.WeightsExtension), Path.Combine(parse.GetValue(outDir)!, $"prune-K{k}"),
                     k, ks.Max(), supernet, parse.GetValue(seed));
+                options = options with { Settings = options.Settings with { Device = on } };
                 AnsiConsole.MarkupLine(Markup.Escape($"pruning {k} blocks ({options.Supernet.Epochs}+{options.Finetune.Epochs} epochs) → {options.OutDir}"));
                 pruned.Add(ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress)).Metrics);
                 supernet ??= Path.Combine(PrunePipeline.SupernetDir(options.OutDir), SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
             }
-            AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started));
+            AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started, on));
             return 0;
         });
         return command;
     }
 
-    private static Table Summary(TrainMetrics baseline, IReadOnlyList<PruneMetrics> pruned, string baselineDir, TimeSpan took)
+    private static Table Summary(TrainMetrics baseline, IReadOnlyList<PruneMetrics> pruned, string baselineDir, TimeSpan took, TorchSharp.torch.Device device)
     {
         var table = new Table().AddColumns("model", "blocks pruned", "test top-1", "params", "MACs (32×32)", "ms b1", "ms b32", "speed-up b1", "speed-up b32");
         foreach (var column in table.Columns.Skip(2))
@@ -105,7 +108,8 @@ internal static class DemoCommand
             table.AddRow($"merged K={m.Blocks.Count}", string.Join(",", m.Blocks), $"{m.Top1:P2}", $"{m.Params:N0}", $"{m.Macs:N0}",
                 $"{m.LatencyMsB1:F2}", $"{m.LatencyMsB32:F2}", $"{m.Speedup:F2}×", $"{m.SpeedupB32:F2}×");
         }
-        table.Caption(Markup.Escape($"Fashion-MNIST test set; baseline in {baselineDir}; latency: TorchSharp CPU, " +
+        var where = Devices.IsCpu(device) ? "CPU" : $"on {Devices.Name(device)}";
+        table.Caption(Markup.Escape($"Fashion-MNIST test set; baseline in {baselineDir}; latency: TorchSharp {where}, " +
             $"{TorchSharp.torch.get_num_threads()} threads, median, each speed-up against the baseline timed in the same run; demo took {took.TotalMinutes:F1} min"));
         return table;
     }

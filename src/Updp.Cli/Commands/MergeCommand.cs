@@ -22,18 +22,20 @@ internal static class MergeCommand
         var outPath = new Option<string>("--out") { Description = "Merged checkpoint to write (.safetensors).", Required = true };
         var data = CommonOptions.Data();
         var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 };
+        var device = CommonOptions.Device();
         var command = new Command("merge", "Merge pruned blocks into smaller layers and verify the result (stage 4).")
         {
-            checkpoint, outPath, data, images,
+            checkpoint, outPath, data, images, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             var target = parse.GetValue(outPath)!;
             if (!target.EndsWith(Checkpoint.WeightsExtension, StringComparison.OrdinalIgnoreCase))
             {
                 throw new ArgumentException($"--out must be a {Checkpoint.WeightsExtension} file, got '{target}'");
             }
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), null);
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), null, on);
             using var model = loaded.Model;
             var before = ModelProfiler.CountParameters(model);
             var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, model, parse.GetValue(images));

@@ -20,19 +20,21 @@ internal static class PredictCommand
         var tensorFile = new Option<string?>("--tensor") { Description = "A .safetensors file holding one NCHW float tensor, run as is (no preprocessing)." };
         var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." };
         var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 };
+        var device = CommonOptions.Device();
         var command = new Command("predict", "Predict classes for images, or logits for a raw input tensor.")
         {
-            checkpoint, model, images, tensorFile, outFile, top,
+            checkpoint, model, images, tensorFile, outFile, top, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             var files = parse.GetValue(images) ?? [];
             var tensorPath = parse.GetValue(tensorFile);
             if ((files.Length == 0) == (tensorPath is null))
             {
                 throw new ArgumentException("give either --images FILE... or --tensor X.safetensors");
             }
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model), on);
             using var classifier = loaded.Model;
             var classes = loaded.Meta?.Classes is { Count: > 0 } c ? c : LabeledImages.NumberedClassNames(classifier.Config.NumClasses);
 
@@ -41,7 +43,7 @@ internal static class PredictCommand
             Tensor logits;
             using (no_grad())
             {
-                logits = classifier.call(input);
+                logits = classifier.call(input.OnDevice(on)).OnDevice(Devices.Cpu);
             }
             var k = Math.Min(parse.GetValue(top), classes.Count);
             var probabilities = logits.softmax(1);
