@@ -41,12 +41,16 @@ public static class TorchSharpBenchmark
         a.eval();
         b.eval();
         var device = Devices.Of(a);
+        if (!Devices.IsOn(b.parameters().First(), device))
+        {
+            throw new ArgumentException($"the models are on {Devices.Name(device)} and {Devices.Name(Devices.Of(b))}; time them on one device");
+        }
         using var x = randn(batch, a.Config.InChans, resolution, resolution).MovedTo(device);
         Action Forward(ImageClassifier model) => () =>
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            model.call(x.OnDevice(Devices.Of(model)));
+            model.call(x);
             Devices.Synchronize(device);
         };
         return LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
