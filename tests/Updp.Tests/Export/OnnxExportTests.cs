@@ -219,7 +219,7 @@ public class OnnxExportTests
         using var model = Atto(seed: 3);
         model.ReplaceBlock(5, new UnknownBlock());
 
-        var e = Assert.Throws<NotSupportedException>(() => OnnxExporter.Export(model, dir.File("m.onnx"), [Input(1)], threads: 1));
+        var e = Assert.Throws<MissingOnnxEmitterException>(() => OnnxExporter.Export(model, dir.File("m.onnx"), [Input(1)], threads: 1));
 
         Assert.Contains("UnknownBlock", e.Message);
         Assert.Contains("stages.2.blocks.1", e.Message);
