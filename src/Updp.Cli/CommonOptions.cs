@@ -24,6 +24,12 @@ internal static class CommonOptions
 
     public static Option<int?> Threads() => new Option<int?>("--threads") { Description = "Intra-op threads for libtorch (default: all cores)." }.Range(1, OptionRules.MaxThreads);
 
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "Where TorchSharp runs the models: cpu, cuda or cuda:N (needs the CUDA libtorch package, docs/DEVICES.md); ONNX Runtime stays on the CPU.",
+        DefaultValueFactory = _ => "cpu",
+    };
+
     /// <summary>Parses "1,32" (and repeated or space-separated values) into positive integers.</summary>
     public static int[] ParseIntList(System.CommandLine.Parsing.ArgumentResult result)
     {
@@ -89,6 +95,24 @@ internal static class CommonOptions
             blocks.Add(index);
         }
         return [.. blocks];
+    }
+
+    /// <summary>
+    /// The device --device names, checked before any work starts: an ArgumentException (exit code 2,
+    /// one line) when the value is not cpu, cuda or cuda:N, or TorchSharp reports no such device.
+    /// </summary>
+    public static TorchSharp.torch.Device ApplyDevice(string? value)
+    {
+        TorchSharp.torch.Device device;
+        try
+        {
+            device = Devices.Parse(value ?? "cpu");
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException($"--device '{value}': expected cpu, cuda or cuda:N");
+        }
+        return Devices.Require(device, $"--device {value}");
     }
 
     public static void ApplyThreads(int? threads)

@@ -26,10 +26,10 @@ internal static class LatencyOptions
 
     /// <summary>
     /// K and the budget: K as given, or with a budget and no K the fewest blocks that can fit it.
-    /// Measures (and caches) the latency table when needed and says so.
+    /// Measures (and caches) the latency table on <paramref name="device"/> when needed and says so.
     /// </summary>
     public static (int K, LatencyBudget? Budget) Resolve(string checkpoint, int? blocks, double? budgetMs, int batch, string? tablePath,
-        IReadOnlyList<int>? candidates)
+        IReadOnlyList<int>? candidates, TorchSharp.torch.Device? device = null)
     {
         if (budgetMs is not double ms)
         {
@@ -41,7 +41,7 @@ internal static class LatencyOptions
             throw new ArgumentException($"'{checkpoint}': --latency-budget needs a checkpoint with a sidecar naming its model and input size (written by updp)");
         }
         AnsiConsole.MarkupLine(Markup.Escape($"latency table of {config.Name} at batch {batch}, {preprocessing.InputSize}×{preprocessing.InputSize}..."));
-        var budget = LatencyBudget.Create(config, preprocessing.InputSize, ms, batch, tablePath, out var measured);
+        var budget = LatencyBudget.Create(config, preprocessing.InputSize, ms, batch, tablePath, out var measured, device);
         AnsiConsole.MarkupLine(Markup.Escape(
             $"{(measured ? "measured" : "reused")} {budget.TablePath}: unpruned {budget.Table.ModelMs:F2} ms, every block merged {budget.Table.AllMergedMs:F2} ms " +
             $"(predicted {budget.Table.Predict(budget.Table.Blocks.Select(b => b.Index)):F2} ms)"));

@@ -10,27 +10,35 @@ namespace Updp.Cli;
 /// <summary>Builds the model a verb works on from --checkpoint and/or --model.</summary>
 internal static class ModelLoading
 {
-    /// <summary>Loads --checkpoint (with --model naming the model of a bare state dict) in eval mode, pruned and merged blocks included.</summary>
-    public static LoadedCheckpoint Load(string? checkpoint, string? model) =>
-        checkpoint is null
-            ? throw new ArgumentException("--checkpoint FILE is required")
-            : Checkpoint.Load(checkpoint, model, PrunedModels.LoadOptions);
+    /// <summary>
+    /// Loads --checkpoint (with --model naming the model of a bare state dict) in eval mode, pruned
+    /// and merged blocks included, onto <paramref name="device"/> (default the CPU).
+    /// </summary>
+    public static LoadedCheckpoint Load(string? checkpoint, string? model, Device? device = null)
+    {
+        if (checkpoint is null)
+        {
+            throw new ArgumentException("--checkpoint FILE is required");
+        }
+        return Checkpoint.Load(checkpoint, model, PrunedModels.LoadOptionsOn(device ?? Devices.Cpu));
+    }
 
     /// <summary>
     /// The checkpoint's model when --checkpoint is given; otherwise a freshly initialised --model,
-    /// where small inputs (≤ 64 px) use the family's small-input stem unless --stem-stride says otherwise.
+    /// where small inputs (≤ 64 px) use the family's small-input stem unless --stem-stride says otherwise;
+    /// on <paramref name="device"/> (default the CPU).
     /// </summary>
-    public static ImageClassifier FromOptions(string? checkpoint, string? model, int inChans, int numClasses, int? stemStride, int inputSize)
+    public static ImageClassifier FromOptions(string? checkpoint, string? model, int inChans, int numClasses, int? stemStride, int inputSize, Device? device = null)
     {
         if (checkpoint is not null)
         {
-            return Checkpoint.Load(checkpoint, model, PrunedModels.LoadOptions).Model;
+            return Load(checkpoint, model, device).Model;
         }
         if (model is null)
         {
             throw new ArgumentException("give --model NAME (see `updp models`) or --checkpoint FILE");
         }
-        return ModelRegistry.Create(ModelConfig.ForInput(model, inputSize, inChans, numClasses, stemStride));
+        return ModelRegistry.Create(ModelConfig.ForInput(model, inputSize, inChans, numClasses, stemStride)).MoveTo(device ?? Devices.Cpu);
     }
 
     /// <summary>

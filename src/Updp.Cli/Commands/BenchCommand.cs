@@ -33,13 +33,15 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed runs first.", DefaultValueFactory = _ => 3 }.Range(0, 1_000_000);
         var json = new Option<bool>("--json") { Description = "Print JSON." };
         var threads = new Option<int?>("--threads") { Description = "Intra-op threads for libtorch and ONNX Runtime alike (default: libtorch's, all cores)." }.Range(1, OptionRules.MaxThreads);
+        var device = CommonOptions.Device();
         var command = new Command("bench", "Measure latency (median, p10, p90 ms), images/s and the speed-up of a merged model, in TorchSharp and ONNX Runtime.")
         {
-            model, checkpoint, pruned, resolutions, batches, engines, mode, inChans, numClasses, stemStride, runs, warmup, json, threads,
+            model, checkpoint, pruned, resolutions, batches, engines, mode, inChans, numClasses, stemStride, runs, warmup, json, threads, device,
         };
         dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(mode) == "data")
             {
@@ -54,7 +56,7 @@ internal static class BenchCommand
             {
                 throw new ArgumentException("--mode train times a TorchSharp training step only; --pruned and --engine onnxruntime go with --mode infer");
             }
-            var loaded = parse.GetValue(checkpoint) is { } path ? ModelLoading.Load(path, parse.GetValue(model)) : null;
+            var loaded = parse.GetValue(checkpoint) is { } path ? ModelLoading.Load(path, parse.GetValue(model), on) : null;
             var rows = new List<(string Model, BenchResult Result)>();
             var trainRows = new List<(string Model, int Resolution, LatencyStats Stats)>();
             try
@@ -64,7 +66,7 @@ internal static class BenchCommand
                 foreach (var resolution in sides)
                 {
                     var subject = loaded?.Model ?? ModelLoading.FromOptions(null, parse.GetValue(model),
-                        parse.GetValue(inChans), parse.GetValue(numClasses), parse.GetValue(stemStride), resolution);
+                        parse.GetValue(inChans), parse.GetValue(numClasses), parse.GetValue(stemStride), resolution, on);
                     if (train)
                     {
                         foreach (var batch in parse.GetValue(batches)!)
@@ -121,6 +123,7 @@ internal static class BenchCommand
                         ["macs"] = r.Macs,
                         ["runs"] = r.Stats.Runs,
                         ["threads"] = r.Threads,
+                        ["device"] = r.Engine == InferenceEngine.TorchSharp ? Devices.Name(on) : "cpu",
                     });
                 }
                 foreach (var (name, resolution, stats) in trainRows)
@@ -138,6 +141,7 @@ internal static class BenchCommand
                         ["images_per_second"] = stats.ImagesPerSecond,
                         ["runs"] = stats.Runs,
                         ["threads"] = threadCount,
+                        ["device"] = Devices.Name(on),
                     });
                 }
                 Console.WriteLine(array.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -150,7 +154,7 @@ internal static class BenchCommand
                 {
                     table.AddRow(name, "train", $"{resolution}", $"{s.Batch}", $"{s.MedianMs:F2}", $"{s.P10Ms:F2}", $"{s.P90Ms:F2}", $"{s.ImagesPerSecond:F0}");
                 }
-                table.Caption($"TorchSharp, {threadCount} threads, {timedRuns} runs after {warmupRuns} warm-up");
+                table.Caption($"TorchSharp{(Devices.IsCpu(on) ? "" : $" on {Devices.Name(on)}")}, {threadCount} threads, {timedRuns} runs after {warmupRuns} warm-up");
                 AnsiConsole.Write(table);
                 return 0;
             }
@@ -161,7 +165,8 @@ internal static class BenchCommand
                     $"{r.Stats.MedianMs:F2}", $"{r.Stats.P10Ms:F2}", $"{r.Stats.P90Ms:F2}", $"{r.Stats.ImagesPerSecond:F0}",
                     r.Speedup is double x ? $"{x:F2}×" : "", $"{r.Macs / 1e6:F1}");
             }
-            results.Caption($"intra-op threads: libtorch {threadCount}, ONNX Runtime {threadCount}; {timedRuns} runs after {warmupRuns} warm-up, models timed in turns");
+            results.Caption($"intra-op threads: libtorch {threadCount}, ONNX Runtime {threadCount}{(Devices.IsCpu(on) ? "" : $"; TorchSharp on {Devices.Name(on)}, ONNX Runtime on the CPU")}; " +
+                $"{timedRuns} runs after {warmupRuns} warm-up, models timed in turns");
             AnsiConsole.Write(results);
             return 0;
         });
@@ -202,7 +207,7 @@ internal static class BenchCommand
         {
             return [new("original", subject)];
         }
-        var unpruned = ModelRegistry.Create(subject.Config);
+        var unpruned = ModelRegistry.Create(subject.Config).MoveTo(Devices.Of(subject));
         unpruned.eval();
         var label = state.Merged.Count > 0 && state.Pruned.Count == 0 && state.Dropped.Count == 0
             ? $"merged {string.Join(",", state.Merged)}"

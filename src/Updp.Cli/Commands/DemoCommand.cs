@@ -61,13 +61,15 @@ internal static class DemoCommand
         };
         var seed = CommonOptions.Seed();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("demo",
             "Train the convnext_atto baseline on Fashion-MNIST (cached), prune it at K = 2 and 4 (`updp prune`, one shared supernet) and tabulate top-1, size and latency.")
         {
-            outDir, epochs, blocks, seed, threads,
+            outDir, epochs, blocks, seed, threads, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var started = DateTime.UtcNow;
             // Checked before the baseline trains for twenty minutes.
@@ -76,7 +78,7 @@ internal static class DemoCommand
             {
                 throw new ArgumentException($"--blocks: expected K values ≥ 1, e.g. 2,4, got '{parse.GetValue(blocks)}'");
             }
-            var recipe = BaselineRecipe(Path.Combine(parse.GetValue(outDir)!, "baseline"), parse.GetValue(epochs), parse.GetValue(seed));
+            var recipe = BaselineRecipe(Path.Combine(parse.GetValue(outDir)!, "baseline"), parse.GetValue(epochs), parse.GetValue(seed)) with { Device = on };
             var baseline = CachedOrTrain(recipe);
             var pruned = new List<PruneMetrics>();
             string? supernet = null;
@@ -84,18 +86,19 @@ internal static class DemoCommand
             {
                 var options = PruneRecipe(Path.Combine(recipe.OutDir, "model" + Checkpoints.Checkpoint.WeightsExtension), Path.Combine(parse.GetValue(outDir)!, $"prune-K{k}"),
                     k, ks.Max(), supernet, parse.GetValue(seed));
+                options = options with { Settings = options.Settings with { Device = on } };
                 AnsiConsole.MarkupLine(Markup.Escape($"pruning {k} blocks ({options.Supernet.Epochs}+{options.Finetune.Epochs} epochs) → {options.OutDir}"));
                 pruned.Add(ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress,
                     Interruption.Stoppable("the finished runs in --out are kept; run the demo again to continue"))).Metrics);
                 supernet ??= Path.Combine(PrunePipeline.SupernetDir(options.OutDir), SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
             }
-            AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started));
+            AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started, on));
             return 0;
         });
         return command;
     }
 
-    private static Table Summary(TrainMetrics baseline, IReadOnlyList<PruneMetrics> pruned, string baselineDir, TimeSpan took)
+    private static Table Summary(TrainMetrics baseline, IReadOnlyList<PruneMetrics> pruned, string baselineDir, TimeSpan took, TorchSharp.torch.Device device)
     {
         var table = new Table().AddColumns("model", "blocks pruned", "test top-1", "params", "MACs (32×32)", "ms b1", "ms b32", "speed-up b1", "speed-up b32");
         foreach (var column in table.Columns.Skip(2))
@@ -111,7 +114,8 @@ internal static class DemoCommand
             table.AddRow($"merged K={m.Blocks.Count}", string.Join(",", m.Blocks), $"{m.Top1:P2}", $"{m.Params:N0}", $"{m.Macs:N0}",
                 $"{m.LatencyMsB1:F2}", $"{m.LatencyMsB32:F2}", $"{m.Speedup:F2}×", $"{m.SpeedupB32:F2}×");
         }
-        table.Caption(Markup.Escape($"Fashion-MNIST test set; baseline in {baselineDir}; latency: TorchSharp CPU, " +
+        var where = Devices.IsCpu(device) ? "CPU" : $"on {Devices.Name(device)}";
+        table.Caption(Markup.Escape($"Fashion-MNIST test set; baseline in {baselineDir}; latency: TorchSharp {where}, " +
             $"{TorchSharp.torch.get_num_threads()} threads, median, each speed-up against the baseline timed in the same run; demo took {took.TotalMinutes:F1} min"));
         return table;
     }

@@ -20,17 +20,19 @@ internal static class EvalCommand
         var batch = new Option<int>("--batch-size") { Description = "Evaluation batch size.", DefaultValueFactory = _ => 256 }.Range(1, OptionRules.MaxBatch);
         var json = new Option<bool>("--json") { Description = "Print a JSON object (with per-class top-1 and the confusion matrix)." };
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("eval", "Top-1 accuracy of a checkpoint on the test split (val when the data set has none), per class and as a confusion matrix.")
         {
-            checkpoint, model, inputSize, batch, json, threads,
+            checkpoint, model, inputSize, batch, json, threads, device,
         };
         dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var path = parse.GetValue(checkpoint)!;
             var data = parse.GetValue(dataOptions.Data)!;
-            var loaded = ModelLoading.Load(path, parse.GetValue(model));
+            var loaded = ModelLoading.Load(path, parse.GetValue(model), on);
             using var classifier = loaded.Model;
             var options = dataOptions.Read(parse, parse.GetValue(inputSize)) with { Channels = (int)classifier.Config.InChans, TestOnly = true };
             var run = TrainingRun.LoadData(data, new ValidationSplit(null, 0), preprocessing: loaded.Meta?.Preprocessing, dataOptions: options);
@@ -45,7 +47,7 @@ internal static class EvalCommand
                 throw new ArgumentException(
                     $"'{path}' was trained on classes {string.Join(", ", recorded.Take(5))}… but '{data}' has {string.Join(", ", classes.Take(5))}…; they must be the same, in the same order");
             }
-            var result = Evaluator.Evaluate(classifier, TrainingRun.EvalLoader(splits.Test, run.Preprocessing, parse.GetValue(batch)).Epoch(0), classes.Count);
+            var result = Evaluator.Evaluate(classifier, TrainingRun.EvalLoader(splits.Test, run.Preprocessing, parse.GetValue(batch), on).Epoch(0), classes.Count);
             var confusion = result.Confusion!;
             var perClass = result.PerClassTop1!;
             if (parse.GetValue(json))

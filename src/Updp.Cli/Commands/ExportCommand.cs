@@ -24,12 +24,15 @@ internal static class ExportCommand
         var images = new Option<int>("--check-images") { Description = "Real test images the export is checked on (random inputs when the data set does not fit the model).", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
         var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
+        device.Description = "Where TorchSharp runs the model the ONNX file is checked against: cpu, cuda or cuda:N (docs/DEVICES.md); the file is written from a CPU copy and ONNX Runtime runs on the CPU.";
         var command = new Command("export", "Export a checkpoint to ONNX and check it in ONNX Runtime against TorchSharp.")
         {
-            checkpoint, model, onnx, opset, resolution, data, images, force, threads,
+            checkpoint, model, onnx, opset, resolution, data, images, force, threads, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var target = parse.GetValue(onnx)!;
             if (!target.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
@@ -38,7 +41,7 @@ internal static class ExportCommand
             }
             OutputFiles.Check("--onnx", [target], parse.GetValue(force), parse.GetValue(checkpoint));
             var version = parse.GetValue(opset);
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model), on);
             using var classifier = loaded.Model;
             // A model built for one input size (DeiT's pos_embed) is exported at that size.
             var fixedSize = ModelRegistry.Get(classifier.Config.Name).FixedInputSize ? classifier.Config.ImgSize : null;

@@ -45,16 +45,18 @@ internal static class FinetuneCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
         var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("finetune",
             "Stage 3: fine-tune the subnet pruning --pruned from --checkpoint; writes OUT/pruned.safetensors (λ=1, ready for `updp merge`) and OUT/metrics.json (test top-1, merged params and MACs).")
         {
             checkpoint, data, pruned, epochs, method, init, ramp, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
-            distill, alpha, temperature, resume, force, threads,
+            distill, alpha, temperature, resume, force, threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var options = new FinetuneOptions
             {
@@ -66,6 +68,7 @@ internal static class FinetuneCommand
                     CalibrationBatches = parse.GetValue(calibration),
                     ValidationCount = parse.GetValue(valSize),
                     TrainLimit = parse.GetValue(trainLimit),
+                    Device = on,
                 },
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = CommonOptions.ParseBlocks("--pruned", parse.GetValue(pruned)),

@@ -24,12 +24,14 @@ internal static class MergeCommand
         var data = CommonOptions.Data();
         var force = CommonOptions.Force();
         var images = new Option<int>("--check-images") { Description = "Real test images the merge is checked on.", DefaultValueFactory = _ => 256 }.Range(0, 1_000_000);
+        var device = CommonOptions.Device();
         var command = new Command("merge", "Merge pruned blocks into smaller layers and verify the result (stage 4).")
         {
-            checkpoint, model, outPath, data, images, force,
+            checkpoint, model, outPath, data, images, force, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             var target = parse.GetValue(outPath)!;
             if (!target.EndsWith(Checkpoint.WeightsExtension, StringComparison.OrdinalIgnoreCase))
             {
@@ -37,7 +39,7 @@ internal static class MergeCommand
             }
             var input = parse.GetValue(checkpoint)!;
             OutputFiles.Check("--out", [target, Checkpoint.SidecarPath(target)], parse.GetValue(force), input, Checkpoint.SidecarPath(input));
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model), on);
             using var classifier = loaded.Model;
             var before = ModelProfiler.CountParameters(classifier);
             var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images));

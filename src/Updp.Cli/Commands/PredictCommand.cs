@@ -21,12 +21,14 @@ internal static class PredictCommand
         var outFile = new Option<string?>("--out") { Description = "Write the predictions (and logits) as JSON to this file." }.OutputPath(isDirectory: false);
         var force = CommonOptions.Force();
         var top = new Option<int>("--top") { Description = "Classes to list per image.", DefaultValueFactory = _ => 5 }.Range(1, 100_000);
+        var device = CommonOptions.Device();
         var command = new Command("predict", "Predict classes for images, or logits for a raw input tensor.")
         {
-            checkpoint, model, images, tensorFile, outFile, force, top,
+            checkpoint, model, images, tensorFile, outFile, force, top, device,
         };
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             var files = parse.GetValue(images) ?? [];
             var tensorPath = parse.GetValue(tensorFile);
             if (parse.GetValue(outFile) is { } output)
@@ -38,7 +40,7 @@ internal static class PredictCommand
             {
                 throw new ArgumentException("give either --images FILE... or --tensor X.safetensors");
             }
-            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model));
+            var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model), on);
             using var classifier = loaded.Model;
             var classes = loaded.Meta?.Classes is { Count: > 0 } c ? c : LabeledImages.NumberedClassNames(classifier.Config.NumClasses);
 
@@ -47,7 +49,7 @@ internal static class PredictCommand
             Tensor logits;
             using (no_grad())
             {
-                logits = classifier.call(input);
+                logits = classifier.call(input.OnDevice(on)).OnDevice(Devices.Cpu);
             }
             var k = Math.Min(parse.GetValue(top), classes.Count);
             var probabilities = logits.softmax(1);

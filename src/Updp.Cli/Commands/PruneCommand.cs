@@ -55,18 +55,20 @@ internal static class PruneCommand
         var temperature = CommonOptions.DistillTemperature();
         var latencyRuns = new Option<int>("--latency-runs") { Description = "Timed forward passes per latency measurement.", DefaultValueFactory = _ => defaults.LatencyRuns }.Range(1, 1_000_000);
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("prune",
             "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +
             "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md. " +
             "Run it again after an interruption: finished stages (found by their output files) are skipped.")
         {
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
-            batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads,
+            batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             TrainOptions Recipe(int epochs) => new()
             {
@@ -86,6 +88,7 @@ internal static class PruneCommand
                     CalibrationBatches = parse.GetValue(calibration),
                     ValidationCount = parse.GetValue(valSize),
                     TrainLimit = parse.GetValue(trainLimit),
+                    Device = on,
                 },
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = parse.GetValue(blocks) ?? (parse.GetValue(budget) is null
@@ -108,7 +111,7 @@ internal static class PruneCommand
             };
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
-                $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
+                $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TrainCommand.Where(on)}) → {options.OutDir}"));
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress, Interruption.Stoppable("finished stages are kept; run the same command again to skip them and resume the interrupted one")));
             Render(result.Metrics);
             AnsiConsole.MarkupLine(Markup.Escape(

@@ -34,6 +34,7 @@ internal static class SearchCommand
         var calibration = CommonOptions.CalibrationBatches();
         var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 }.Range(1, 100_000);
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("search",
             "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json. " +
             "Every subset is scored when there are at most --exhaustive-limit of them; otherwise an evolutionary search " +
@@ -41,15 +42,17 @@ internal static class SearchCommand
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed).")
         {
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
+            device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
             var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
-                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList);
+                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on);
             var options = new SearchOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
@@ -59,6 +62,7 @@ internal static class SearchCommand
                     DataOptions = dataOptions.Read(parse),
                     CalibrationBatches = parse.GetValue(calibration),
                     ValidationCount = parse.GetValue(valSize),
+                    Device = on,
                 },
                 Blocks = k,
                 Latency = latency,

@@ -35,15 +35,17 @@ internal static class SupernetCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
         var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("supernet", "Stage 1: train a supernet from a baseline; writes OUT/supernet.safetensors and OUT/metrics.json.")
         {
             checkpoint, data, epochs, maxPruned, candidates, outDir, batch, lr, seed, trainLimit, maxSteps, valSize, calibration,
-            distill, alpha, temperature, resume, force, threads,
+            distill, alpha, temperature, resume, force, threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var options = new SupernetOptions
             {
@@ -55,6 +57,7 @@ internal static class SupernetCommand
                     CalibrationBatches = parse.GetValue(calibration),
                     ValidationCount = parse.GetValue(valSize),
                     TrainLimit = parse.GetValue(trainLimit),
+                    Device = on,
                 },
                 OutDir = parse.GetValue(outDir)!,
                 MaxPruned = parse.GetValue(maxPruned),

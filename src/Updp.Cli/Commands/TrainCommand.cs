@@ -33,13 +33,15 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an interrupted run in --out." };
         var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
         var command = new Command("train", "Train a classifier; writes OUT/model.safetensors (best on validation) and OUT/metrics.json.")
         {
-            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, lsInit, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, force, threads,
+            model, epochs, outDir, batch, lr, wd, warmup, smoothing, cropPadding, noFlip, dropPath, lsInit, seed, inputSize, stemStride, valSize, trainLimit, maxSteps, init, pretrained, resume, force, threads, device,
         };
         dataOptions.AddTo(command);
         command.SetAction(parse =>
         {
+            var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(init) is not null && parse.GetValue(pretrained) is not null)
             {
@@ -63,6 +65,7 @@ internal static class TrainCommand
                 InitCheckpoint = parse.GetValue(init),
                 Resume = parse.GetValue(resume),
                 Force = parse.GetValue(force),
+                Device = on,
                 Train = new TrainOptions
                 {
                     Epochs = parse.GetValue(epochs),
@@ -81,12 +84,16 @@ internal static class TrainCommand
         return command;
     }
 
+    /// <summary>"N threads" on the CPU (as before devices), else the device.</summary>
+    public static string Where(TorchSharp.torch.Device device) =>
+        Devices.IsCpu(device) ? $"{TorchSharp.torch.get_num_threads()} threads" : Devices.Name(device);
+
     /// <summary>Trains with a progress display and prints the result; shared with <c>updp demo</c>.</summary>
     public static TrainMetrics Run(TrainRunOptions options)
     {
         AnsiConsole.MarkupLine(Markup.Escape(
             $"training {options.ModelName} on {options.Data} for {options.Train.Epochs} epochs (batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, " +
-            $"seed {options.Train.Seed}, {TorchSharp.torch.get_num_threads()} threads) → {options.OutDir}"));
+            $"seed {options.Train.Seed}, {Where(options.Device)}) → {options.OutDir}"));
         TrainingRun.TransferReported = t => AnsiConsole.MarkupLine(Markup.Escape(
             $"fine-tuning {t.Source.Name} ({t.Source.NumClasses} classes, {t.Source.InChans} channels) from {options.Pretrained}: "
             + (t.Replaced.Count == 0 ? "every tensor loaded as it is" : $"re-initialised {string.Join(", ", t.Replaced.Except(t.Adapted))}"

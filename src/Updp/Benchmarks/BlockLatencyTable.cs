@@ -34,6 +34,9 @@ public sealed record BlockLatencyTable
     /// <summary>The engine the times are for (only TorchSharp measures per block for now).</summary>
     public string Engine { get; init; } = "torchsharp";
 
+    /// <summary>Where TorchSharp ran the blocks: <c>cpu</c> or <c>cuda:N</c> (<see cref="Devices.Name"/>); tables from before devices are CPU ones.</summary>
+    public string Device { get; init; } = "cpu";
+
     public required ModelConfig Config { get; init; }
 
     public required int Resolution { get; init; }
@@ -91,18 +94,23 @@ public sealed record BlockLatencyTable
         }
     }
 
-    /// <summary>Whether this table was measured for these settings on this machine.</summary>
-    public bool IsFor(ModelConfig config, int resolution, int batch, int threads) =>
-        Config == config && Resolution == resolution && Batch == batch && Threads == threads && Machine == ThisMachine();
+    /// <summary>Whether this table was measured for these settings on this machine (and on <paramref name="device"/>, default the CPU).</summary>
+    public bool IsFor(ModelConfig config, int resolution, int batch, int threads, Device? device = null) =>
+        Config == config && Resolution == resolution && Batch == batch && Threads == threads && Machine == ThisMachine()
+        && Device == Devices.Name(device ?? Devices.Cpu);
 
-    /// <summary>Times every block of a fresh model of <paramref name="config"/> in both forms, on the block's real input shape.</summary>
-    public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20)
+    /// <summary>
+    /// Times every block of a fresh model of <paramref name="config"/> in both forms, on the block's
+    /// real input shape, on <paramref name="device"/> (default the CPU).
+    /// </summary>
+    public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        Device on = device ?? Devices.Cpu;
         using var scope = NewDisposeScope();
-        using var original = ModelRegistry.Create(config);
-        using var merged = ModelRegistry.Create(config);
+        using var original = ModelRegistry.Create(config).MoveTo(on);
+        using var merged = ModelRegistry.Create(config).MoveTo(on);
         var indices = original.Blocks.Where(b => BlockRules.Find(b.Module) is not null).Select(b => b.Index).ToList();
         foreach (var index in indices)
         {
@@ -125,6 +133,7 @@ public sealed record BlockLatencyTable
                 {
                     using var step = NewDisposeScope();
                     block.call(x);
+                    Devices.Synchronize(on);
                 };
                 var (o, m) = LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
                 blocks.Add(new BlockLatency(index, o.MedianMs, m.MedianMs));
@@ -137,6 +146,7 @@ public sealed record BlockLatencyTable
             Resolution = resolution,
             Batch = batch,
             Threads = get_num_threads(),
+            Device = Devices.Name(on),
             Machine = ThisMachine(),
             Runs = runs,
             Measured = DateTimeOffset.UtcNow,
@@ -148,17 +158,18 @@ public sealed record BlockLatencyTable
 
     /// <summary>
     /// The table in <paramref name="path"/> if it was measured for these settings on this machine;
-    /// otherwise measures one and writes it there (atomically). <paramref name="measured"/> tells which.
+    /// otherwise measures one on <paramref name="device"/> (default the CPU) and writes it there
+    /// (atomically). <paramref name="measured"/> tells which.
     /// </summary>
-    public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20)
+    public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20, Device? device = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads()))
+        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads(), device))
         {
             measured = false;
             return cached;
         }
-        var table = Measure(config, resolution, batch, runs: runs);
+        var table = Measure(config, resolution, batch, runs: runs, device: device);
         Save(table, path);
         measured = true;
         return table;
@@ -192,9 +203,10 @@ public sealed record BlockLatencyTable
 
     /// <summary>
     /// Where tables are cached: <c>$UPDP_CACHE/latency</c>, else <c>$XDG_CACHE_HOME/updp/latency</c>, else
-    /// <c>~/.cache/updp/latency</c>; one file per model configuration, resolution, batch and thread count.
+    /// <c>~/.cache/updp/latency</c>; one file per model configuration, resolution, batch and thread count
+    /// (and device, other than the CPU).
     /// </summary>
-    public static string DefaultPath(ModelConfig config, int resolution, int batch)
+    public static string DefaultPath(ModelConfig config, int resolution, int batch, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         var root = Environment.GetEnvironmentVariable("UPDP_CACHE") is { Length: > 0 } cache
@@ -203,7 +215,8 @@ public sealed record BlockLatencyTable
                 ? xdg
                 : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "updp");
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(config))))[..10];
-        return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}.json");
+        var where = device is null || Devices.IsCpu(device) ? "" : "-" + Devices.Name(device).Replace(":", "", StringComparison.Ordinal);
+        return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}{where}.json");
     }
 
     /// <summary>Host name, CPU model and logical cores.</summary>
@@ -236,7 +249,7 @@ public sealed record BlockLatencyTable
         {
             using var _ = no_grad();
             using var scope = NewDisposeScope();
-            model.call(randn(batch, model.Config.InChans, resolution, resolution, generator: new Generator(1)));
+            model.call(randn(batch, model.Config.InChans, resolution, resolution, generator: new Generator(1)).OnDevice(Devices.Of(model)));
             foreach (var x in inputs.Values)
             {
                 x.MoveToOuterDisposeScope();

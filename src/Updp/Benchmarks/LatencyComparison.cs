@@ -8,7 +8,7 @@ namespace Updp.Benchmarks;
 /// <summary>Where a model runs for a latency measurement.</summary>
 public enum InferenceEngine
 {
-    /// <summary>The TorchSharp module itself, eval mode, no gradients.</summary>
+    /// <summary>The TorchSharp module itself, eval mode, no gradients, on its device.</summary>
     TorchSharp,
 
     /// <summary>The model exported by <see cref="OnnxExporter"/> (checked for parity first) in ONNX Runtime on the CPU.</summary>
@@ -76,7 +76,7 @@ public static class LatencyComparison
     }
 
     /// <summary>
-    /// A copy of <paramref name="model"/> (same configuration and weights) with <paramref name="blocks"/>
+    /// A copy of <paramref name="model"/> (same configuration and weights, same device) with <paramref name="blocks"/>
     /// pruned at λ = 1 and merged, the merge verified on a random batch: what a pruning run would
     /// deploy, for timing. The batch norms keep their current statistics.
     /// </summary>
@@ -98,7 +98,7 @@ public static class LatencyComparison
         {
             throw new ArgumentException($"block {i} ({model.Blocks[i].Path}) is already {model.FormOf(i).ToString().ToLowerInvariant()}");
         }
-        var copy = PrunedModels.Create(model.Config, null);
+        var copy = PrunedModels.Create(model.Config, null, Devices.Of(model));
         try
         {
             using var scope = NewDisposeScope();
@@ -175,16 +175,19 @@ public static class LatencyComparison
         }
     }
 
+    // Each run waits for the model's device, so queued CUDA work is timed where it is done.
     private sealed class TorchSharpRun : IRun
     {
         private readonly ImageClassifier _model;
         private readonly Tensor _input;
+        private readonly Device _device;
 
         public TorchSharpRun(ImageClassifier model, int batch, int resolution)
         {
             _model = model;
             _model.eval();
-            _input = randn(batch, model.Config.InChans, resolution, resolution).DetachFromDisposeScope();
+            _device = Devices.Of(model);
+            _input = randn(batch, model.Config.InChans, resolution, resolution).MovedTo(_device).DetachFromDisposeScope();
         }
 
         public void Run()
@@ -192,6 +195,7 @@ public static class LatencyComparison
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             _model.call(_input);
+            Devices.Synchronize(_device);
         }
 
         public void Dispose() => _input.Dispose();

@@ -4,19 +4,25 @@ using static TorchSharp.torch;
 
 namespace Updp.Benchmarks;
 
-/// <summary>Measures a model in TorchSharp on random inputs: inference latency or one training step.</summary>
+/// <summary>
+/// Measures a model in TorchSharp on random inputs, on the model's device: inference latency or one
+/// training step. Each timed run waits for the device (<see cref="Devices.Synchronize"/>), so queued
+/// CUDA work counts where it is done.
+/// </summary>
 public static class TorchSharpBenchmark
 {
     /// <summary>Eval-mode forward pass without gradients.</summary>
     public static LatencyStats Inference(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
     {
         model.eval();
-        using var x = randn(batch, model.Config.InChans, resolution, resolution);
+        var device = Devices.Of(model);
+        using var x = randn(batch, model.Config.InChans, resolution, resolution).MovedTo(device);
         return LatencyStats.Measure(() =>
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             model.call(x);
+            Devices.Synchronize(device);
         }, batch, warmup, runs);
     }
 
@@ -34,12 +40,18 @@ public static class TorchSharpBenchmark
         }
         a.eval();
         b.eval();
-        using var x = randn(batch, a.Config.InChans, resolution, resolution);
+        var device = Devices.Of(a);
+        if (!Devices.IsOn(b.parameters().First(), device))
+        {
+            throw new ArgumentException($"the models are on {Devices.Name(device)} and {Devices.Name(Devices.Of(b))}; time them on one device");
+        }
+        using var x = randn(batch, a.Config.InChans, resolution, resolution).MovedTo(device);
         Action Forward(ImageClassifier model) => () =>
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             model.call(x);
+            Devices.Synchronize(device);
         };
         return LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
     }
@@ -48,8 +60,9 @@ public static class TorchSharpBenchmark
     public static LatencyStats TrainStep(ImageClassifier model, int batch, int resolution, int warmup = 3, int runs = 20)
     {
         model.train();
-        using var x = randn(batch, model.Config.InChans, resolution, resolution);
-        using var y = randint(0, model.Config.NumClasses, batch);
+        var device = Devices.Of(model);
+        using var x = randn(batch, model.Config.InChans, resolution, resolution).MovedTo(device);
+        using var y = randint(0, model.Config.NumClasses, batch).MovedTo(device);
         using var optimizer = Training.FusedAdamW.ForModel(model, 1e-3, 0.05);
         return LatencyStats.Measure(() =>
         {
@@ -57,6 +70,7 @@ public static class TorchSharpBenchmark
             optimizer.ZeroGrad();
             nn.functional.cross_entropy(model.call(x), y).backward();
             optimizer.Step();
+            Devices.Synchronize(device);
         }, batch, warmup, runs);
     }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Updp.Data;
 
 /// <summary>
-/// One batch as CPU tensors. They are created on the enumerating thread when MoveNext runs, so they
+/// One batch as tensors on the CPU, or on <see cref="BatchLoaderOptions.Device"/>. They are created on the enumerating thread when MoveNext runs, so they
 /// join a dispose scope that is open around the loop, but not one opened inside the loop body:
 /// there, dispose the batch itself (<c>using (batch)</c>). Disposing twice is harmless.
 /// </summary>
@@ -15,6 +15,9 @@ public sealed class Batch : IDisposable
         Images = images;
         Labels = labels;
     }
+
+    /// <summary>A batch of <paramref name="images"/> and <paramref name="labels"/> moved to <paramref name="device"/> (tensors copied there are disposed).</summary>
+    internal static Batch MoveTo(Tensor images, Tensor labels, Device device) => new(images.MovedTo(device), labels.MovedTo(device));
 
     /// <summary>Transformed images, float32 of shape [B, 1, T, T].</summary>
     public Tensor Images { get; }

@@ -96,7 +96,7 @@ public sealed class BatchLoader
             _freeBuffers.Enqueue(prepared.Images);
         }
 
-        return new Batch(images, labels);
+        return _options.Device is { } device ? Batch.MoveTo(images, labels, device) : new Batch(images, labels);
     }
 
     private int[] EpochOrder(Random random)

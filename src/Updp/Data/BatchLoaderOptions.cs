@@ -20,4 +20,7 @@ public sealed record BatchLoaderOptions
 
     /// <summary>Threads that decode and transform the images of one batch, for sets read from files.</summary>
     public int Workers { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Where the batches' tensors go (made on the CPU, then copied there); null for the CPU.</summary>
+    public TorchSharp.torch.Device? Device { get; init; }
 }

@@ -35,6 +35,8 @@ public sealed class OnnxVerificationException(string message, OnnxParity parity)
 /// the <see cref="OnnxEmitters"/> registered for the model's module types, starting at the model
 /// itself; each parameter is stored once, as an initializer named and shaped as in the state dict.
 /// A written file is verified in ONNX Runtime against TorchSharp before it replaces the target.
+/// ONNX Runtime runs on the CPU: a model on another device is exported from a CPU copy and checked
+/// against the model on its device.
 /// </summary>
 public static class OnnxExporter
 {
@@ -103,14 +105,20 @@ public static class OnnxExporter
     /// rename) after checking, in ONNX Runtime with <paramref name="threads"/> intra-op threads, that
     /// the written file computes what the model computes in eval mode on <paramref name="checkInputs"/>
     /// (real images, say; batches of any size): max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
-    /// The input size is the side of the first batch.
+    /// The input size is the side of the first batch. A model that is not on the CPU is exported from
+    /// a CPU copy and checked against itself, on its device.
     /// </summary>
     /// <exception cref="OnnxVerificationException">The outputs differ by more than the tolerance; no file is left behind.</exception>
     public static OnnxExportReport Export(ImageClassifier model, string path, IReadOnlyList<Tensor> checkInputs, int opset = DefaultOpset, int? threads = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(checkInputs);
         var inputSize = InputSizeOf(checkInputs);
-        var proto = Build(model, inputSize, opset);
+        ModelProto proto;
+        using (var cpuCopy = CpuCopy(model))
+        {
+            proto = Build(cpuCopy ?? model, inputSize, opset);
+        }
         var bytes = proto.ToByteArray();
         OnnxParity? parity = null;
         AtomicFile.WriteVia(path, tmp =>
@@ -124,8 +132,9 @@ public static class OnnxExporter
     }
 
     /// <summary>
-    /// Compares <paramref name="session"/>'s outputs with <paramref name="model"/>'s (eval mode) on
-    /// <paramref name="inputs"/> and throws unless max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
+    /// Compares <paramref name="session"/>'s outputs with <paramref name="model"/>'s (eval mode, on its
+    /// device, the inputs moved there) on <paramref name="inputs"/> and throws unless
+    /// max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
     /// </summary>
     /// <exception cref="OnnxVerificationException">They differ by more (or produce NaN).</exception>
     public static OnnxParity Check(OnnxRuntimeModel session, ImageClassifier model, IReadOnlyList<Tensor> inputs)
@@ -137,6 +146,7 @@ public static class OnnxExporter
             throw new ArgumentException("the ONNX check needs at least one input batch", nameof(inputs));
         }
         var wasTraining = model.training;
+        var device = Devices.Of(model);
         model.eval();
         try
         {
@@ -146,7 +156,7 @@ public static class OnnxExporter
             {
                 using var scope = NewDisposeScope();
                 using var _ = no_grad();
-                var expected = model.call(x).to_type(ScalarType.Float32).cpu();
+                var expected = model.call(x.OnDevice(device)).to_type(ScalarType.Float32).cpu();
                 var actual = session.Run(x);
                 if (!actual.shape.SequenceEqual(expected.shape))
                 {
@@ -179,11 +189,20 @@ public static class OnnxExporter
     /// <summary>The serialised model, checked in ONNX Runtime as <see cref="Export"/> checks a file (for benchmarks that need no file).</summary>
     public static (byte[] Model, OnnxParity Parity) ExportToMemory(ImageClassifier model, IReadOnlyList<Tensor> checkInputs, int opset = DefaultOpset, int? threads = null)
     {
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(checkInputs);
-        var bytes = Build(model, InputSizeOf(checkInputs), opset).ToByteArray();
+        byte[] bytes;
+        using (var cpuCopy = CpuCopy(model))
+        {
+            bytes = Build(cpuCopy ?? model, InputSizeOf(checkInputs), opset).ToByteArray();
+        }
         using var session = OnnxRuntimeModel.Load(bytes, threads ?? get_num_threads());
         return (bytes, Check(session, model, checkInputs));
     }
+
+    // Null for a model on the CPU (exported as it is).
+    private static ImageClassifier? CpuCopy(ImageClassifier model) =>
+        Devices.IsCpu(Devices.Of(model)) ? null : PrunedModels.Copy(model, Devices.Cpu);
 
     private static int InputSizeOf(IReadOnlyList<Tensor> inputs)
     {

@@ -23,8 +23,9 @@ public static class DepthwiseConvolution
 
     /// <summary>
     /// <c>conv2d(x, weight, bias, stride, padding, groups: C)</c> for weight [C, 1, kh, kw]: libtorch's
-    /// when no gradient is needed or the map is larger than <see cref="MatrixGradientMaxPositions"/>,
-    /// else <see cref="SmallMapDepthwiseConv"/> (same forward, own backward).
+    /// when no gradient is needed, the map is larger than <see cref="MatrixGradientMaxPositions"/> or
+    /// the tensors are not on the CPU (the timings above are libtorch's CPU kernels; on other devices
+    /// its own gradient is used), else <see cref="SmallMapDepthwiseConv"/> (same forward, own backward).
     /// </summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long stride, long[] padding)
     {
@@ -33,10 +34,9 @@ public static class DepthwiseConvolution
             throw new ArgumentException(
                 $"depthwise convolution: weight [{string.Join(", ", weight.shape)}] does not fit input [{string.Join(", ", x.shape)}] (expected [C, 1, kh, kw] with C = input channels)");
         }
-        var needsGradient = is_grad_enabled() && (x.requires_grad || weight.requires_grad || (bias?.requires_grad ?? false));
-        if (!needsGradient || x.shape[2] * x.shape[3] > MatrixGradientMaxPositions)
+        if (!UsesSmallMapGradient(x, weight, bias))
         {
-            return nn.functional.conv2d(x, weight, bias, strides: [stride, stride], padding: padding, groups: weight.shape[0]);
+            return Libtorch(x, weight, bias, stride, padding);
         }
         var geometry = new TapGeometry(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], stride, padding[0], padding[1]);
         var taps = TapIndex(geometry, weight.device);
@@ -44,6 +44,17 @@ public static class DepthwiseConvolution
             ? SmallMapDepthwiseConv.Apply(x, weight, geometry, taps)
             : SmallMapDepthwiseConv.Apply(x, weight, bias, geometry, taps);
     }
+
+    /// <summary>Whether <see cref="Conv2d"/> takes <see cref="SmallMapDepthwiseConv"/> for these operands (else libtorch's convolution).</summary>
+    internal static bool UsesSmallMapGradient(Tensor x, Tensor weight, Tensor? bias)
+    {
+        var needsGradient = is_grad_enabled() && (x.requires_grad || weight.requires_grad || (bias?.requires_grad ?? false));
+        return needsGradient && x.shape[2] * x.shape[3] <= MatrixGradientMaxPositions && CpuFastPaths.Apply(x);
+    }
+
+    /// <summary>The plain libtorch depthwise convolution and its autograd, on any device.</summary>
+    internal static Tensor Libtorch(Tensor x, Tensor weight, Tensor? bias, long stride, long[] padding) =>
+        nn.functional.conv2d(x, weight, bias, strides: [stride, stride], padding: padding, groups: weight.shape[0]);
 
     /// <summary>
     /// For each output position (oy,ox) and input position (iy,ix), the kernel tap linking them

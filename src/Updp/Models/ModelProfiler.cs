@@ -51,7 +51,7 @@ public static class ModelProfiler
             model.eval();
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            model.call(zeros(1, model.Config.InChans, inputSize, inputSize));
+            model.call(zeros(1, model.Config.InChans, inputSize, inputSize, device: Devices.Of(model)));
         }
         finally
         {

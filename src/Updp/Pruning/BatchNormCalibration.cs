@@ -14,7 +14,7 @@ public static class BatchNormCalibration
     /// Only the batch norms run in train mode; every other module runs in eval mode (no dropout or
     /// stochastic depth) and no gradients are recorded. Every module's mode and every batch norm's
     /// momentum are restored afterwards. A batch norm that no batch reaches (e.g. in a block at λ=0)
-    /// keeps its statistics; if a forward pass fails, all of them do.
+    /// keeps its statistics; if a forward pass fails, all of them do. Batches are moved to the model's device.
     /// </summary>
     /// <param name="norms">The batch norms to recalibrate; null for every <see cref="BatchNorm"/> in the model.</param>
     /// <returns>How many batch norms were recalibrated (reached by at least one batch).</returns>
@@ -66,12 +66,13 @@ public static class BatchNormCalibration
                     return output;
                 }).remove);
             }
+            var device = Devices.Of(model);
             using (no_grad())
             {
                 foreach (var batch in batches)
                 {
                     using var scope = NewDisposeScope();
-                    model.call(batch);
+                    model.call(batch.OnDevice(device));
                 }
             }
             succeeded = true;

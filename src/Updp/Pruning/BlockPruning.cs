@@ -7,7 +7,8 @@ namespace Updp.Pruning;
 /// <summary>
 /// Changes the form of a model's prunable blocks (indices as in <see cref="ImageClassifier.Blocks"/>)
 /// through the <see cref="BlockRules"/>, for any model family. Merging is done by
-/// <see cref="Merger.MergeAll"/>, which verifies the result.
+/// <see cref="Merger.MergeAll"/>, which verifies the result. A block put in place is moved to the
+/// model's device (the rules build what they add on the CPU).
 /// </summary>
 public static class BlockPruning
 {
@@ -27,7 +28,7 @@ public static class BlockPruning
             case BlockForm.Pruned:
                 return (IProgressiveBlock)block.Module;
             case BlockForm.Original:
-                var pruned = BlockRules.For(block.Module).Prune(block.Module);
+                var pruned = BlockRules.For(block.Module).Prune(block.Module).MoveTo(Devices.Of(model));
                 model.ReplaceBlock(index, pruned);
                 return (IProgressiveBlock)pruned;
             case var form:
@@ -50,7 +51,7 @@ public static class BlockPruning
             case BlockForm.Original:
                 return block.Module;
             case BlockForm.Pruned:
-                var original = BlockRules.For(block.Module).Unprune(block.Module);
+                var original = BlockRules.For(block.Module).Unprune(block.Module).MoveTo(Devices.Of(model));
                 // The pruned module is not disposed: it shares every tensor but its batch norms with the original.
                 model.ReplaceBlock(index, original);
                 return original;
@@ -82,7 +83,7 @@ public static class BlockPruning
         {
             throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
         }
-        model.ReplaceBlock(index, BlockRules.For(block.Module).Drop(block.Module));
+        model.ReplaceBlock(index, BlockRules.For(block.Module).Drop(block.Module).MoveTo(Devices.Of(model)));
     }
 
     /// <summary>The blocks in their progressive form, in execution order.</summary>
@@ -101,7 +102,7 @@ public static class BlockPruning
         {
             throw new InvalidOperationException($"{Describe(block)} has λ = {progressive.Lambda:G6}; only a fully pruned block (λ = 1) can be merged");
         }
-        var merged = (merge ?? BlockRules.For(block.Module).Merge)(block.Module);
+        var merged = (merge ?? BlockRules.For(block.Module).Merge)(block.Module).MoveTo(Devices.Of(model));
         return model.ReplaceBlock(index, merged);
     }
 

@@ -146,9 +146,11 @@ public static class Merger
         try
         {
             model.eval();
+            // Inputs go to the model's device; the noise is drawn on the CPU, so it is the same on every device.
+            var device = Devices.Of(model);
             var generator = new Generator((ulong)seed);
-            batches.AddRange(Enumerable.Range(0, randomBatches).Select(_ =>
-                randn(batches[0].shape, batches[0].dtype, batches[0].device, generator: generator)));
+            batches.AddRange(Enumerable.Range(0, randomBatches).Select(_ => randn(batches[0].shape, batches[0].dtype, generator: generator)));
+            batches = batches.Select(x => x.OnDevice(device)).ToList();
             var expected = batches.Select(x => model.call(x)).ToList();
             var maxAbsOutput = MaxOrNaN(expected.Select(y => y.abs().max().item<float>()));
             var tolerance = RelativeTolerance * Math.Max(1, maxAbsOutput);

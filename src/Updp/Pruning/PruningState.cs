@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Updp.Checkpoints;
 using Updp.Models;
+using static TorchSharp.torch;
 
 namespace Updp.Pruning;
 
@@ -116,15 +117,34 @@ public static class PrunedModels
     /// <summary>The key of the <see cref="PruningState"/> in <see cref="CheckpointMeta.Extra"/>.</summary>
     public const string ExtraKey = "pruning";
 
-    /// <summary>Options for <see cref="Checkpoint.Load"/> that rebuild the pruned structure first.</summary>
+    /// <summary>Options for <see cref="Checkpoint.Load"/> that rebuild the pruned structure first (on the CPU).</summary>
     public static CheckpointLoadOptions LoadOptions { get; } = new() { CreateModel = Create };
+
+    /// <summary>
+    /// <see cref="LoadOptions"/> for a model on <paramref name="device"/>: built there, pruned there,
+    /// then loaded (see <see cref="Create(ModelConfig, CheckpointMeta?, Device?)"/> for why in that order).
+    /// </summary>
+    public static CheckpointLoadOptions LoadOptionsOn(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return Devices.IsCpu(device) ? LoadOptions : new() { CreateModel = (config, meta) => Create(config, meta, device) };
+    }
 
     /// <summary>
     /// Builds the model a sidecar describes, with the block forms of its pruning state (if any) and
     /// freshly initialised weights; usable as <see cref="CheckpointLoadOptions.CreateModel"/>.
     /// </summary>
     /// <exception cref="CheckpointException">The model name is unknown or the pruning state does not fit the model.</exception>
-    public static ImageClassifier Create(ModelConfig config, CheckpointMeta? meta)
+    public static ImageClassifier Create(ModelConfig config, CheckpointMeta? meta) => Create(config, meta, null);
+
+    /// <summary>
+    /// As <see cref="Create(ModelConfig, CheckpointMeta?)"/>, on <paramref name="device"/> (null: the
+    /// CPU). The model is moved before its blocks take their pruned forms: a pruned form shares
+    /// parameters with the original block it was made from, which it keeps outside the model for
+    /// <see cref="BlockPruning.Unprune"/>, and TorchSharp's <c>Module.to</c> would copy them apart.
+    /// </summary>
+    /// <exception cref="CheckpointException">The model name is unknown or the pruning state does not fit the model.</exception>
+    public static ImageClassifier Create(ModelConfig config, CheckpointMeta? meta, Device? device)
     {
         ArgumentNullException.ThrowIfNull(config);
         var state = PruningState.FromMeta(meta);
@@ -139,6 +159,10 @@ public static class PrunedModels
         }
         try
         {
+            if (device is not null)
+            {
+                model.MoveTo(device);
+            }
             state?.ApplyTo(model);
             return model;
         }
@@ -148,6 +172,30 @@ public static class PrunedModels
             throw e is ArgumentException
                 ? new CheckpointException($"the sidecar's pruning state does not fit {config.Name}: {e.Message}", e)
                 : e;
+        }
+    }
+
+    /// <summary>
+    /// A new model with <paramref name="model"/>'s configuration, block forms and weights on
+    /// <paramref name="device"/>, in <paramref name="model"/>'s train/eval mode; the caller disposes it.
+    /// </summary>
+    /// <exception cref="NotSupportedException">A block has no pruning rule (its form cannot be recorded).</exception>
+    public static ImageClassifier Copy(ImageClassifier model, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(device);
+        var copy = Create(model.Config, Describe(model), device);
+        try
+        {
+            using var scope = NewDisposeScope();
+            StateDict.LoadInto(copy, model.state_dict(), model.Config.Name);
+            copy.train(model.training);
+            return copy;
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
         }
     }
 

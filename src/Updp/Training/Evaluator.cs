@@ -18,7 +18,7 @@ public sealed record EvalResult(double Top1, double Loss, int Images)
         Confusion?.Select((row, t) => row.Sum() is var n and > 0 ? (double)row[t] / n : double.NaN).ToList();
 }
 
-/// <summary>Evaluates a classifier in eval mode without gradients.</summary>
+/// <summary>Evaluates a classifier in eval mode without gradients, on the model's device (batches are moved there).</summary>
 public static class Evaluator
 {
     public static EvalResult Evaluate(nn.Module<Tensor, Tensor> model, IEnumerable<Batch> batches) => Evaluate(model, batches, classCount: 0);
@@ -31,6 +31,7 @@ public static class Evaluator
     {
         var confusion = classCount > 0 ? Enumerable.Range(0, classCount).Select(_ => new long[classCount]).ToArray() : null;
         var wasTraining = model.training;
+        var device = Devices.Of(model);
         model.eval();
         try
         {
@@ -41,14 +42,15 @@ public static class Evaluator
             {
                 using var owned = batch;
                 using var scope = NewDisposeScope();
-                var logits = model.call(batch.Images);
-                lossSum += nn.functional.cross_entropy(logits, batch.Labels, reduction: nn.Reduction.Sum).item<float>();
+                var labels = batch.Labels.OnDevice(device);
+                var logits = model.call(batch.Images.OnDevice(device));
+                lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
                 var predicted = logits.argmax(1);
-                correct += predicted.eq(batch.Labels).sum().item<long>();
+                correct += predicted.eq(labels).sum().item<long>();
                 if (confusion is not null)
                 {
-                    var truth = batch.Labels.data<long>().ToArray();
-                    var guess = predicted.data<long>().ToArray();
+                    var truth = batch.Labels.OnDevice(Devices.Cpu).data<long>().ToArray();
+                    var guess = predicted.OnDevice(Devices.Cpu).data<long>().ToArray();
                     for (var i = 0; i < truth.Length; i++)
                     {
                         confusion[truth[i]][guess[i]]++;

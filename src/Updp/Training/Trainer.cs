@@ -26,7 +26,8 @@ public interface ITrainingStore
 
 /// <summary>
 /// Supervised training with AdamW (no weight decay on norms, biases and layer scales), a per-step
-/// cosine schedule with warm-up, label smoothing and per-epoch validation.
+/// cosine schedule with warm-up, label smoothing and per-epoch validation, on the model's device
+/// (batches are moved there).
 /// </summary>
 public sealed class Trainer
 {
@@ -121,6 +122,7 @@ public sealed class Trainer
         var step = 0;
         var nonFinite = 0;
         var clock = Stopwatch.StartNew();
+        var device = Devices.Of(_model);
 
         // Time spent waiting for the next batch is data time the prefetch did not hide.
         var waiting = new Stopwatch();
@@ -148,18 +150,19 @@ public sealed class Trainer
             using (var scope = NewDisposeScope())
             {
                 optimizer.ZeroGrad();
-                var logits = _model.call(batch.Images);
-                var loss = Loss?.Invoke(logits, batch.Images, batch.Labels)
-                    ?? nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: _options.LabelSmoothing);
+                var (images, labels) = (batch.Images.OnDevice(device), batch.Labels.OnDevice(device));
+                var logits = _model.call(images);
+                var loss = Loss?.Invoke(logits, images, labels)
+                    ?? nn.functional.cross_entropy(logits, labels, label_smoothing: _options.LabelSmoothing);
                 var lossValue = loss.item<float>();
                 if (float.IsFinite(lossValue))
                 {
                     nonFinite = 0;
                     loss.backward();
                     optimizer.Step();
-                    var n = batch.Labels.shape[0];
+                    var n = labels.shape[0];
                     lossSum += lossValue * n;
-                    correct += logits.argmax(1).eq(batch.Labels).sum().item<long>();
+                    correct += logits.argmax(1).eq(labels).sum().item<long>();
                     seen += n;
                 }
                 else if (++nonFinite >= NonFiniteStepLimit)

@@ -65,6 +65,9 @@ public sealed record TrainRunOptions
     public bool Force { get; init; }
 
     public int EvalBatchSize { get; init; } = 256;
+
+    /// <summary>Where the model is trained and evaluated (docs/DEVICES.md); checkpoints are written from the CPU either way.</summary>
+    public Device Device { get; init; } = Devices.Cpu;
 }
 
 /// <summary>What <c>metrics.json</c> holds after a training run.</summary>
@@ -145,7 +148,7 @@ public static class TrainingRun
     {
         var data = LoadData(options);
         random.manual_seed(options.Train.Seed);
-        using var model = CreateModel(options, data);
+        using var model = CreateModel(options, data).MoveTo(options.Device);
         return Run(options, data, model, new TrainRunHooks(), progress, epochDone, cancellation).Metrics!;
     }
 
@@ -205,7 +208,7 @@ public static class TrainingRun
     /// <paramref name="options"/> (its model-building settings are not used) and the trainer hooks of
     /// <paramref name="hooks"/>; writes the best (per <see cref="TrainRunHooks.CanBeBest"/>) and the
     /// last model, the resume state and, when the test set is evaluated, <c>metrics.json</c>. The
-    /// reported test score is the best checkpoint's, measured once.
+    /// reported test score is the best checkpoint's, measured once. Everything runs on the model's device.
     /// </summary>
     public static TrainRunResult Run(TrainRunOptions options, RunData data, ImageClassifier model, TrainRunHooks hooks,
         IProgress<TrainProgress>? progress = null, Action<EpochResult>? epochDone = null, CancellationToken cancellation = default)
@@ -234,8 +237,9 @@ public static class TrainingRun
             (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
             RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName);
 
-        var train = TrainLoader(options, data);
-        var val = EvalLoader(splits.Validation, preprocessing, options.EvalBatchSize);
+        var device = Devices.Of(model);
+        var train = TrainLoader(options, data, device);
+        var val = EvalLoader(splits.Validation, preprocessing, options.EvalBatchSize, device);
         var trainer = new Trainer(model, options.Train)
         {
             Loss = hooks.Loss,
@@ -257,9 +261,9 @@ public static class TrainingRun
             return new TrainRunResult(state, store.BestCheckpoint, null);
         }
 
-        var best = Checkpoint.Load(store.BestCheckpoint, options: PrunedModels.LoadOptions);
+        var best = Checkpoint.Load(store.BestCheckpoint, options: PrunedModels.LoadOptionsOn(device));
         using var bestModel = best.Model;
-        var test = Evaluator.Evaluate(bestModel, EvalLoader(splits.Test, preprocessing, options.EvalBatchSize).Epoch(0));
+        var test = Evaluator.Evaluate(bestModel, EvalLoader(splits.Test, preprocessing, options.EvalBatchSize, device).Epoch(0));
         var profile = ModelProfiler.Profile(bestModel, preprocessing.InputSize);
         var metrics = new TrainMetrics
         {
@@ -288,15 +292,15 @@ public static class TrainingRun
         return new TrainRunResult(state, store.BestCheckpoint, metrics);
     }
 
-    /// <summary>The shuffled, augmented training batches of a run (the last partial batch dropped).</summary>
-    public static BatchLoader TrainLoader(TrainRunOptions options, RunData data) =>
+    /// <summary>The shuffled, augmented training batches of a run (the last partial batch dropped), on <paramref name="device"/> (default the CPU).</summary>
+    public static BatchLoader TrainLoader(TrainRunOptions options, RunData data, Device? device = null) =>
         new(data.Splits.Train,
             data.Preprocessing.TrainingTransform(options.CropPadding, options.HorizontalFlip),
-            new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed });
+            new BatchLoaderOptions { BatchSize = options.Train.BatchSize, Shuffle = true, DropLast = true, Seed = options.Train.Seed, Device = device });
 
-    /// <summary>Batches of <paramref name="images"/> in order, prepared for evaluation.</summary>
-    public static BatchLoader EvalLoader(ImageDataset images, Preprocessing preprocessing, int batchSize = 256) =>
-        new(images, preprocessing.EvaluationTransform(), new BatchLoaderOptions { BatchSize = batchSize });
+    /// <summary>Batches of <paramref name="images"/> in order, prepared for evaluation, on <paramref name="device"/> (default the CPU).</summary>
+    public static BatchLoader EvalLoader(ImageDataset images, Preprocessing preprocessing, int batchSize = 256, Device? device = null) =>
+        new(images, preprocessing.EvaluationTransform(), new BatchLoaderOptions { BatchSize = batchSize, Device = device });
 
     /// <summary>Receives the tensors <see cref="CreateModel"/> did not take from <see cref="TrainRunOptions.Pretrained"/> as they were.</summary>
     public static Action<TransferResult>? TransferReported { get; set; }

@@ -68,4 +68,32 @@ public class BlockLatencyTableTests
         File.WriteAllText(path, "{ not json");
         Assert.Contains(path, Assert.Throws<InvalidDataException>(() => BlockLatencyTable.Load(path)).Message);
     }
+
+    [Fact]
+    public void ATableIsForTheDeviceItWasMeasuredOn()
+    {
+        var cpu = Table(1, 2) with { Machine = BlockLatencyTable.ThisMachine() };
+        var config = cpu.Config;
+        Assert.Equal("cpu", cpu.Device);
+        Assert.True(cpu.IsFor(config, 32, 1, 1));
+        Assert.True(cpu.IsFor(config, 32, 1, 1, Devices.Cpu));
+        Assert.False(cpu.IsFor(config, 32, 1, 1, Devices.Parse("cuda")));
+        var gpu = cpu with { Device = "cuda:0" };
+        Assert.True(gpu.IsFor(config, 32, 1, 1, Devices.Parse("cuda")));
+        Assert.False(gpu.IsFor(config, 32, 1, 1));
+
+        // A table written before devices existed (no "device" key) is a CPU table.
+        using var dir = new TempDir();
+        var path = dir.File("old.json");
+        BlockLatencyTable.Save(cpu, path);
+        File.WriteAllText(path, File.ReadAllText(path).Replace("\"device\": \"cpu\",", "", StringComparison.Ordinal));
+        Assert.DoesNotContain("\"device\"", File.ReadAllText(path), StringComparison.Ordinal);
+        Assert.True(BlockLatencyTable.Load(path).IsFor(config, 32, 1, 1));
+
+        // The CPU keeps its file names; other devices get their own.
+        var cpuPath = BlockLatencyTable.DefaultPath(config, 32, 1);
+        Assert.Equal(cpuPath, BlockLatencyTable.DefaultPath(config, 32, 1, Devices.Cpu));
+        Assert.DoesNotContain("cuda", cpuPath, StringComparison.Ordinal);
+        Assert.EndsWith("-cuda1.json", BlockLatencyTable.DefaultPath(config, 32, 1, Devices.Parse("cuda:1")), StringComparison.Ordinal);
+    }
 }

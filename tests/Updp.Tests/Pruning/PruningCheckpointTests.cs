@@ -35,6 +35,30 @@ public class PruningCheckpointTests
     }
 
     [Fact]
+    public void CopyHasTheSameFormsAndWeightsButNoSharedTensors()
+    {
+        using var scope = NewDisposeScope();
+        using var model = MixedModel(5);
+        model.eval();
+        using var copy = PrunedModels.Copy(model, Devices.Cpu);
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(PruningState.Of(model)), System.Text.Json.JsonSerializer.Serialize(PruningState.Of(copy)));
+        Assert.False(copy.training);
+        var x = Input(6);
+        Assert.True(copy.call(x).eq(model.call(x)).all().item<bool>());
+
+        // A change to the copy leaves the model alone.
+        var original = model.state_dict();
+        var copied = copy.state_dict();
+        Assert.Equal(original.Keys, copied.Keys);
+        using (no_grad())
+        {
+            copy.parameters().First().add_(1);
+        }
+        Assert.False(copy.call(x).eq(model.call(x)).all().item<bool>());
+        Assert.Equal(Devices.Cpu.type, Devices.Of(copy).type);
+    }
+
+    [Fact]
     public void PrunedMergedAndDroppedModelSurvivesSaveAndLoad()
     {
         using var scope = NewDisposeScope();

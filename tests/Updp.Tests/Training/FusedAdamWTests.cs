@@ -76,6 +76,106 @@ public class FusedAdamWTests
     }
 
     [Fact]
+    public void PlainLibtorchFallbackTakesTheSameStepsAsTheFusedPass()
+    {
+        var (fusedModel, plainModel) = Twins();
+        using var fused = FusedAdamW.ForModel(fusedModel, 2e-3, 0.05);
+        FusedAdamW plain;
+        using (CpuFastPaths.UsePlainLibtorch())
+        {
+            plain = FusedAdamW.ForModel(plainModel, 2e-3, 0.05);
+        }
+        using var _ = plain;
+        var count = fusedModel.parameters().Count();
+        Assert.Equal(count, fused.FusedParameters);
+        Assert.Equal(0, plain.FusedParameters);
+        var initial = plainModel.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+
+        for (var step = 0; step < 8; step++)
+        {
+            var lr = 2e-3 * (1 - (0.1 * step));
+            foreach (var g in fused.Groups.Concat(plain.Groups))
+            {
+                g.LearningRate = lr;
+            }
+            SetGradients(fusedModel, step);
+            SetGradients(plainModel, step);
+            fused.Step();
+            plain.Step();
+        }
+        Assert.Equal(8, plain.StepCount);
+
+        var expected = fusedModel.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in plainModel.named_parameters())
+        {
+            var r = expected[name];
+            var scale = Math.Max(1e-3, r.abs().max().item<float>());
+            var diff = (p - r).abs().max().item<float>();
+            Assert.True(diff <= 2e-6 * scale, $"{name}: max |Δ| {diff} between the fallback and the fused pass (scale {scale})");
+            Assert.True((p - initial[name]).abs().max().item<float>() > 1e-4, $"{name} did not move");
+        }
+
+        // The moments, as Save writes them, agree too.
+        using var fusedState = new MemoryStream();
+        using var plainState = new MemoryStream();
+        fused.Save(fusedState);
+        plain.Save(plainState);
+        var dir = Directory.CreateTempSubdirectory("updp-adamw-");
+        try
+        {
+            var (a, b) = (Path.Combine(dir.FullName, "fused"), Path.Combine(dir.FullName, "plain"));
+            File.WriteAllBytes(a, fusedState.ToArray());
+            File.WriteAllBytes(b, plainState.ToArray());
+            var moments = Updp.Checkpoints.StateDict.Read(a);
+            var plainMoments = Updp.Checkpoints.StateDict.Read(b);
+            Assert.Equal(moments.Keys.Order(), plainMoments.Keys.Order());
+            Assert.Equal(2 * count, moments.Count);
+            foreach (var (key, m) in moments)
+            {
+                var scale = Math.Max(1e-6, m.abs().max().item<float>());
+                var diff = (plainMoments[key] - m).abs().max().item<float>();
+                Assert.True(diff <= 2e-6 * scale, $"{key}: max |Δ| {diff} (scale {scale})");
+            }
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    [Fact]
+    public void PlainLibtorchFallbackMatchesLibtorchsAdamW()
+    {
+        var (ours, reference) = Twins();
+        FusedAdamW plain;
+        using (CpuFastPaths.UsePlainLibtorch())
+        {
+            plain = FusedAdamW.ForModel(ours, 2e-3, 0.05);
+        }
+        using var _ = plain;
+        var decay = reference.parameters().Where(p => p.dim() > 1).ToList();
+        var noDecay = reference.parameters().Where(p => p.dim() <= 1).ToList();
+        using var torchAdamW = optim.AdamW(
+            [new AdamW.ParamGroup(decay, lr: 2e-3, weight_decay: 0.05), new AdamW.ParamGroup(noDecay, lr: 2e-3, weight_decay: 0)],
+            lr: 2e-3, weight_decay: 0.05);
+        for (var step = 0; step < 6; step++)
+        {
+            SetGradients(ours, step);
+            SetGradients(reference, step);
+            plain.Step();
+            torchAdamW.step();
+        }
+        var expected = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in ours.named_parameters())
+        {
+            var r = expected[name];
+            var scale = Math.Max(1e-3, r.abs().max().item<float>());
+            var diff = (p - r).abs().max().item<float>();
+            Assert.True(diff <= 2e-6 * scale, $"{name}: max |Δ| {diff} (scale {scale})");
+        }
+    }
+
+    [Fact]
     public void ActuallyChangesTheParameters()
     {
         var (ours, reference) = Twins();

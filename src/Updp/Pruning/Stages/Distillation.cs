@@ -76,12 +76,16 @@ internal sealed class Teacher : IDisposable
         _owned = owned;
     }
 
-    /// <summary>Loads the teacher of <paramref name="options"/> (in eval mode) and checks that it fits the student (<see cref="Check"/>).</summary>
+    /// <summary>
+    /// Loads the teacher of <paramref name="options"/> (in eval mode) onto the student's device and
+    /// checks that it fits the student (<see cref="Check"/>).
+    /// </summary>
     public static Teacher Load(DistillationOptions options, ImageClassifier student, Preprocessing preprocessing)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(student);
         Distillation.Check(options.Alpha, options.Temperature);
-        var loaded = Checkpoint.Load(options.Teacher, options: PrunedModels.LoadOptions);
+        var loaded = Checkpoint.Load(options.Teacher, options: PrunedModels.LoadOptionsOn(Devices.Of(student)));
         var teacher = new Teacher(loaded.Model, loaded.Meta, options.Teacher, owned: true);
         try
         {

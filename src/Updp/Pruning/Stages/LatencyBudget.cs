@@ -17,9 +17,10 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
     /// <summary>
     /// The budget for a model configuration and input size at <paramref name="batch"/>, with its table
     /// loaded from <paramref name="tablePath"/> (default <see cref="BlockLatencyTable.DefaultPath"/>)
-    /// when it was measured for the same settings on this machine, else measured and cached there.
+    /// when it was measured for the same settings on this machine, else measured and cached there;
+    /// the latencies are <paramref name="device"/>'s (default the CPU).
     /// </summary>
-    public static LatencyBudget Create(ModelConfig config, int inputSize, double budgetMs, int batch, string? tablePath, out bool measured)
+    public static LatencyBudget Create(ModelConfig config, int inputSize, double budgetMs, int batch, string? tablePath, out bool measured, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (!(budgetMs > 0) || double.IsInfinity(budgetMs))
@@ -30,8 +31,8 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
         {
             throw new ArgumentException($"latency batch {batch}: expected at least 1");
         }
-        var path = tablePath ?? BlockLatencyTable.DefaultPath(config, inputSize, batch);
-        var table = BlockLatencyTable.LoadOrMeasure(path, config, inputSize, batch, out measured);
+        var path = tablePath ?? BlockLatencyTable.DefaultPath(config, inputSize, batch, device);
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, inputSize, batch, out measured, device: device);
         return new LatencyBudget(table, budgetMs, path);
     }
 
@@ -57,14 +58,15 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
 
     /// <summary>
     /// Times a fresh model with <paramref name="subset"/> merged against the unpruned one, alternately,
-    /// at the table's batch and input size: the check of the prediction.
+    /// at the table's batch and input size, on the table's device: the check of the prediction.
     /// </summary>
     public (double BaselineMs, double MergedMs) Remeasure(IReadOnlyList<int> subset, int runs = 20)
     {
         ArgumentNullException.ThrowIfNull(subset);
+        var device = Devices.Parse(Table.Device);
         using var scope = NewDisposeScope();
-        using var original = ModelRegistry.Create(Table.Config);
-        using var merged = ModelRegistry.Create(Table.Config);
+        using var original = ModelRegistry.Create(Table.Config).MoveTo(device);
+        using var merged = ModelRegistry.Create(Table.Config).MoveTo(device);
         foreach (var index in subset)
         {
             merged.Prune(index).Lambda = 1;

@@ -202,7 +202,7 @@ internal sealed class MergeStage(PruneOptions options, string pruned) : IPruneSt
 
     public MergeResult Run(PruneContext context, string runDir, IProgress<PruneProgress>? progress, CancellationToken cancellation)
     {
-        var loaded = StageData.LoadCheckpoint(pruned);
+        var loaded = StageData.LoadCheckpoint(pruned, context.Settings.Device);
         using var model = loaded.Model;
         MergeReport report;
         using (NewDisposeScope())

@@ -245,7 +245,7 @@ public static class ProgressiveFinetune
         var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
         var metrics = run.Metrics!;
 
-        var result = Result(options, model.Config, init, blocks, ramp, run, data);
+        var result = Result(options, model.Config, init, blocks, ramp, run, data, context.Settings.Device);
         RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
         return result;
     }
@@ -265,12 +265,12 @@ public static class ProgressiveFinetune
 
     // The run's report, with the cost of the model once merged (from a verified merge of a copy, or from the structure alone).
     private static FinetuneResult Result(FinetuneOptions options, ModelConfig config, FinetuneInit init, IReadOnlyList<int> blocks, double ramp,
-        TrainRunResult run, RunData data)
+        TrainRunResult run, RunData data, Device device)
     {
         var metrics = run.Metrics!;
         var original = MergedCosts.Measure(config, data.Preprocessing.InputSize, []).Original;
         var (merged, mergeDiff) = options.VerifyMerge
-            ? MergedCost(run.BestCheckpoint, data)
+            ? MergedCost(run.BestCheckpoint, data, device)
             : (PrunedCost(config, data.Preprocessing.InputSize, blocks, options.Method), (double?)null);
         return new FinetuneResult
         {
@@ -338,9 +338,9 @@ public static class ProgressiveFinetune
     }
 
     // The cost of the saved model once merged: a copy is loaded, merged and checked on real images.
-    private static (ModelCost Cost, double? MaxAbsDiff) MergedCost(string checkpoint, RunData data)
+    private static (ModelCost Cost, double? MaxAbsDiff) MergedCost(string checkpoint, RunData data, Device device)
     {
-        var loaded = StageData.LoadCheckpoint(checkpoint);
+        var loaded = StageData.LoadCheckpoint(checkpoint, device);
         using var model = loaded.Model;
         using var scope = NewDisposeScope();
         var images = TrainingRun.EvalLoader(data.Splits.Validation, data.Preprocessing, 64).Epoch(0).Take(1).Select(b => b.Images).ToList();

@@ -9,7 +9,8 @@ namespace Updp.Pruning;
 /// What the stages of one pruning run share, loaded once: the checkpoint the run starts from (the
 /// baseline, or for a single stage its input), the data with the held-out split its sidecar
 /// records, the batch-norm calibration images and the distillation teacher. The stages never
-/// modify <see cref="Model"/>; a stage that trains takes a <see cref="CopyModel">copy</see>.
+/// modify <see cref="Model"/>; a stage that trains takes a <see cref="CopyModel">copy</see>. Models
+/// and calibration images are on <see cref="StageSettings.Device"/>.
 /// </summary>
 public sealed class PruneContext : IDisposable
 {
@@ -56,7 +57,7 @@ public sealed class PruneContext : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(settings.CalibrationBatches, nameof(settings.CalibrationBatches));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(settings.CalibrationBatchSize, nameof(settings.CalibrationBatchSize));
-        var loaded = StageData.LoadCheckpoint(checkpoint);
+        var loaded = StageData.LoadCheckpoint(checkpoint, settings.Device);
         try
         {
             var split = StageData.ResolveSplit(settings.ValidationCount, settings.SplitSeed, loaded.Meta, seed);
@@ -73,7 +74,7 @@ public sealed class PruneContext : IDisposable
     /// <summary>A new model with <see cref="Model"/>'s structure and weights, for a stage to train or prune; the caller disposes it.</summary>
     public ImageClassifier CopyModel()
     {
-        var copy = PrunedModels.Create(Model.Config, Meta);
+        var copy = PrunedModels.Create(Model.Config, Meta, Settings.Device);
         try
         {
             using var scope = NewDisposeScope();
@@ -100,7 +101,7 @@ public sealed class PruneContext : IDisposable
         {
             return CopyModel();
         }
-        var loaded = StageData.LoadCheckpoint(checkpoint);
+        var loaded = StageData.LoadCheckpoint(checkpoint, Settings.Device);
         try
         {
             if (loaded.Model.Config.NumClasses != Data.Splits.Train.ClassCount)
@@ -129,7 +130,7 @@ public sealed class PruneContext : IDisposable
     {
         if (!_calibration.TryGetValue((seed, limited), out var images))
         {
-            images = StageData.CalibrationImages(limited ? TrainingData : Data, Settings.CalibrationBatches, Settings.CalibrationBatchSize, seed);
+            images = StageData.CalibrationImages(limited ? TrainingData : Data, Settings.CalibrationBatches, Settings.CalibrationBatchSize, seed, Settings.Device);
             _calibration[(seed, limited)] = images;
         }
         return images;

@@ -26,8 +26,9 @@ public static class PruneMeasurement
         var baseline = context.Model;
         var data = context.Data;
         var inputSize = data.Preprocessing.InputSize;
-        var baselineTop1 = Evaluator.Evaluate(baseline, TrainingRun.EvalLoader(data.Splits.Test, data.Preprocessing, context.Settings.EvalBatchSize).Epoch(0)).Top1;
-        using var mergedModel = StageData.LoadCheckpoint(merge.Checkpoint).Model;
+        var device = Devices.Of(baseline);
+        var baselineTop1 = Evaluator.Evaluate(baseline, TrainingRun.EvalLoader(data.Splits.Test, data.Preprocessing, context.Settings.EvalBatchSize, device).Epoch(0)).Top1;
+        using var mergedModel = StageData.LoadCheckpoint(merge.Checkpoint, device).Model;
         var baselineProfile = ModelProfiler.Profile(baseline, inputSize);
         var mergedProfile = ModelProfiler.Profile(mergedModel, inputSize);
         var (onnx, onnxSkipped) = ExportOnnx(context, options, mergedModel, merge);
@@ -53,6 +54,7 @@ public static class PruneMeasurement
             MergeTolerance = merge.Tolerance,
             InputSize = inputSize,
             Threads = get_num_threads(),
+            Device = Devices.Name(device),
             BaselineLatencyMsB1 = t.Ms(torch, "baseline", 1),
             LatencyMsB1 = t.Ms(torch, "merged", 1),
             BaselineLatencyMsB32 = t.Ms(torch, "baseline", 32),
@@ -132,8 +134,9 @@ public static class PruneMeasurement
                 $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms.");
             s.AppendLine();
         }
+        var where = m.Device == "cpu" ? "CPU" : $"TorchSharp on {m.Device}, ONNX Runtime on the CPU";
         s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 in TorchSharp; {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime " +
-            $"(CPU, {m.Threads} intra-op threads each, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs, the two models timed in turns).");
+            $"({where}, {m.Threads} intra-op threads each, {m.InputSize}×{m.InputSize} inputs, median of {options.LatencyRuns} runs, the two models timed in turns).");
         s.AppendLine();
         if (m.OnnxSkipped is { } why)
         {

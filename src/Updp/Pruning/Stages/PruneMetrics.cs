@@ -41,7 +41,10 @@ public sealed record PruneMetrics
     /// <summary>Intra-op threads during the latency measurements.</summary>
     public int Threads { get; init; }
 
-    /// <summary>Median TorchSharp CPU inference latency (ms), baseline and merged, batch 1 and 32.</summary>
+    /// <summary>Where TorchSharp ran the models (<c>cpu</c> or <c>cuda:N</c>); ONNX Runtime runs on the CPU.</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>Median TorchSharp inference latency (ms) on <see cref="Device"/>, baseline and merged, batch 1 and 32.</summary>
     public double BaselineLatencyMsB1 { get; init; }
 
     public double LatencyMsB1 { get; init; }

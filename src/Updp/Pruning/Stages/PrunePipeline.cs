@@ -149,7 +149,8 @@ public static class PrunePipeline
         LatencyBudget? latency = null;
         if (options.LatencyBudgetMs is double budgetMs)
         {
-            latency = LatencyBudget.Create(context.Model.Config, context.Data.Preprocessing.InputSize, budgetMs, options.LatencyBatch, options.LatencyTable, out var measured);
+            latency = LatencyBudget.Create(context.Model.Config, context.Data.Preprocessing.InputSize, budgetMs, options.LatencyBatch, options.LatencyTable, out var measured,
+                options.Settings.Device);
             progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Started,
                 $"{(measured ? "measured" : "reused")} the latency table {latency.TablePath}: unpruned {latency.Table.ModelMs:F2} ms at batch {options.LatencyBatch}"));
             if (options.Blocks == 0)

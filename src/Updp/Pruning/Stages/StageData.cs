@@ -9,11 +9,11 @@ namespace Updp.Pruning;
 /// <summary>What the pruning stages share: loading their checkpoint and data, and setting λ.</summary>
 internal static class StageData
 {
-    /// <summary>Loads an Updp checkpoint, pruned or not, with its structure.</summary>
-    public static LoadedCheckpoint LoadCheckpoint(string path)
+    /// <summary>Loads an Updp checkpoint, pruned or not, with its structure, onto <paramref name="device"/> (default the CPU).</summary>
+    public static LoadedCheckpoint LoadCheckpoint(string path, Device? device = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        return Checkpoint.Load(path, options: PrunedModels.LoadOptions);
+        return Checkpoint.Load(path, options: PrunedModels.LoadOptionsOn(device ?? Devices.Cpu));
     }
 
     /// <summary>
@@ -61,19 +61,20 @@ internal static class StageData
         Resume = resume,
         Force = force,
         EvalBatchSize = settings.EvalBatchSize,
+        Device = settings.Device,
     };
 
     /// <summary>
     /// <paramref name="batches"/> batches of <paramref name="batchSize"/> training images, in a
     /// seeded random order, prepared as for evaluation (no augmentation): the images batch-norm
-    /// statistics are calibrated on. The caller disposes them.
+    /// statistics are calibrated on, on <paramref name="device"/> (default the CPU). The caller disposes them.
     /// </summary>
-    public static List<Tensor> CalibrationImages(RunData run, int batches, int batchSize, int seed)
+    public static List<Tensor> CalibrationImages(RunData run, int batches, int batchSize, int seed, Device? device = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batches);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         var loader = new BatchLoader(run.Splits.Train, run.Preprocessing.EvaluationTransform(),
-            new BatchLoaderOptions { BatchSize = batchSize, Shuffle = true, Seed = seed });
+            new BatchLoaderOptions { BatchSize = batchSize, Shuffle = true, Seed = seed, Device = device });
         var images = new List<Tensor>();
         foreach (var batch in loader.Epoch(0).Take(batches))
         {

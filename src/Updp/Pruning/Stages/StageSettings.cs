@@ -35,4 +35,10 @@ public sealed record StageSettings
     public int CropPadding { get; init; } = ImageTransform.DefaultCropPadding;
 
     public bool HorizontalFlip { get; init; } = true;
+
+    /// <summary>
+    /// Where the stages load, train and evaluate their models (docs/DEVICES.md); ONNX export and
+    /// ONNX Runtime stay on the CPU, checkpoints are written from the CPU.
+    /// </summary>
+    public TorchSharp.torch.Device Device { get; init; } = Devices.Cpu;
 }

@@ -180,7 +180,7 @@ public static class SubnetSearch
         var costs = MergedCosts.Measure(model.Config, inputSize, candidates);
 
         var calibration = context.CalibrationImages(options.Strategy.Seed, limited: false);
-        var valBatches = TrainingRun.EvalLoader(validation, data.Preprocessing, context.Settings.EvalBatchSize).Epoch(0)
+        var valBatches = TrainingRun.EvalLoader(validation, data.Preprocessing, context.Settings.EvalBatchSize, Devices.Of(model)).Epoch(0)
             .Select(b => (Images: b.Images.DetachFromDisposeScope(), Labels: b.Labels.DetachFromDisposeScope())).ToList();
         try
         {
@@ -296,6 +296,7 @@ public static class SubnetSearch
         StageData.SetLambdas(model, candidates, subset.ToHashSet());
         BatchNormCalibration.Recalibrate(model, calibration);
         var wasTraining = model.training;
+        var device = Devices.Of(model);
         model.eval();
         try
         {
@@ -304,7 +305,7 @@ public static class SubnetSearch
             foreach (var (images, labels) in validation)
             {
                 using var scope = NewDisposeScope();
-                correct += model.call(images).argmax(1).eq(labels).sum().item<long>();
+                correct += model.call(images.OnDevice(device)).argmax(1).eq(labels.OnDevice(device)).sum().item<long>();
                 seen += labels.shape[0];
             }
             return seen > 0 ? (double)correct / seen : throw new ArgumentException("no validation images", nameof(validation));
