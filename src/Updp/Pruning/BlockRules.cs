@@ -59,11 +59,9 @@ public interface IBlockRule
 
     /// <summary>
     /// The original form of a pruned block, sharing its weights (the module it was pruned from, say);
-    /// the batch norms the pruned form added are left behind. The default throws, so rules written
-    /// before this member existed still compile.
+    /// the batch norms the pruned form added are left behind.
     /// </summary>
-    nn.Module<Tensor, Tensor> Unprune(nn.Module prunedBlock) =>
-        throw new NotSupportedException($"{GetType().Name} cannot turn a {prunedBlock.GetType().Name} back into its original form");
+    nn.Module<Tensor, Tensor> Unprune(nn.Module prunedBlock);
 
     /// <summary>
     /// Why <paramref name="block"/> (in any form) cannot be replaced by the identity, e.g. because it

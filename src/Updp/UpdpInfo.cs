@@ -2,11 +2,9 @@ using System.Reflection;
 
 namespace Updp;
 
-/// <summary>Library-wide constants.</summary>
+/// <summary>Facts about this build of the library.</summary>
 public static class UpdpInfo
 {
-    public const string Name = "updp";
-
     /// <summary>
     /// The version of this build of Updp, e.g. <c>0.1.0</c>: the <c>Version</c> of
     /// Directory.Build.props, which both packages (the library and the <c>updp</c> tool) carry.
