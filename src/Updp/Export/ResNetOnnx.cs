@@ -2,6 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using TorchSharp.Modules;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Pruning;
 using Ctx = Updp.Export.OnnxEmitContext;
 

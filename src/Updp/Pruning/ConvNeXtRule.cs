@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning;

@@ -2,7 +2,7 @@ using System.Text.Json.Serialization;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Training;

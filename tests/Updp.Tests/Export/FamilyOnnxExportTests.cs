@@ -2,6 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 using Updp.Data;
 using Updp.Export;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Pruning;
 using Updp.Tests.Data;
 using Updp.Tests.Pruning;

@@ -4,7 +4,7 @@ using TorchSharp;
 using Updp.Data;
 using Updp.Export;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;

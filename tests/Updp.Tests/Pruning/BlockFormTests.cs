@@ -1,6 +1,6 @@
 using TorchSharp;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -1,6 +1,7 @@
 using TorchSharp;
 using Updp.Data;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Pruning;
 using Updp.Tests.Data;
 using static TorchSharp.torch;

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Pruning;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Tests.Pruning;

@@ -2,7 +2,7 @@ using TorchSharp;
 using Updp.Models;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>
 /// Changes the form of a model's prunable blocks (indices as in <see cref="ImageClassifier.Blocks"/>)

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>
 /// The merge algebra as pure tensor functions (no modules, no state), each tested on its own

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 using Updp.Checkpoints;
 using Updp.Models;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>
 /// Which blocks of a model are pruned (with their λ), merged or dropped: what a checkpoint needs,

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>The progressive operators of docs/METHOD.md#progressive-operators, shared by every block rule.</summary>
 internal static class Progressive

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>
 /// Merge algebra for chains of dense convolutions (ResNet's blocks), as pure tensor functions in the

@@ -2,7 +2,7 @@ using TorchSharp;
 using Updp.Models;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>The outcome of a verified merge.</summary>
 /// <param name="MergedBlocks">Global indices of the blocks now in merged form.</param>

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>The forms a prunable block takes during depth pruning.</summary>
 public enum BlockForm
