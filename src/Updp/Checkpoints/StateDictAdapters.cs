@@ -1,4 +1,6 @@
 using Updp.Models;
+using Updp.Models.MobileNetV2;
+using Updp.Models.ResNet;
 using static TorchSharp.torch;
 
 namespace Updp.Checkpoints;

@@ -1,4 +1,8 @@
 using TorchSharp;
+using Updp.Models.ConvNeXt;
+using Updp.Models.DeiT;
+using Updp.Models.MobileNetV2;
+using Updp.Models.ResNet;
 using static TorchSharp.torch;
 
 namespace Updp.Export;

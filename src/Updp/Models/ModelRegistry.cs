@@ -17,11 +17,11 @@ public static class ModelRegistry
 
     static ModelRegistry()
     {
-        foreach (var v in ConvNeXt.Variants().Concat(MobileNetV2.Variants()).Concat(ResNet.Variants()))
+        foreach (var v in ConvNeXt.ConvNeXt.Variants().Concat(MobileNetV2.MobileNetV2.Variants()).Concat(ResNet.ResNet.Variants()))
         {
             Variants.Add(v.Name, v);
         }
-        foreach (var v in DeiT.Variants())
+        foreach (var v in DeiT.DeiT.Variants())
         {
             Variants.Add(v.Name, v);
         }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using Updp.Checkpoints;
+using Updp.Models.DeiT;
 using Updp.Models;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;

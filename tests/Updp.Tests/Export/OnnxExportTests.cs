@@ -3,6 +3,7 @@ using Onnx;
 using TorchSharp;
 using Updp.Data;
 using Updp.Export;
+using Updp.Models.ConvNeXt;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using Updp.Tests.Data;

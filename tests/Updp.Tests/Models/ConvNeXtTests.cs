@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Models.ConvNeXt;
 using Updp.Models;
 using static TorchSharp.torch;
 

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Models.DeiT;
 using Updp.Models;
 using Updp.Tests.Pruning;
 using static TorchSharp.torch;

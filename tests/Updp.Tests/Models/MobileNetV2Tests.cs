@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Models.MobileNetV2;
 using Updp.Models;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using TorchSharp;
 using Updp.Checkpoints;
+using Updp.Models.ResNet;
 using Updp.Models;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;

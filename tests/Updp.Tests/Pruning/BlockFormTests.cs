@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Models.ConvNeXt;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;

@@ -1,5 +1,6 @@
 using TorchSharp;
 using Updp.Data;
+using Updp.Models.ConvNeXt;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using Updp.Pruning;

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
+using Updp.Models.MobileNetV2;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using Updp.Pruning;

@@ -1,6 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
+using Updp.Models.ConvNeXt;
 using Updp.Pruning.Blocks;
 using Updp.Pruning;
 using static TorchSharp.torch;

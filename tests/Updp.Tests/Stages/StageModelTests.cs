@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Models.ConvNeXt;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using Updp.Pruning;

@@ -1,5 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Models.ConvNeXt;
+using Updp.Models.DeiT;
+using Updp.Models.MobileNetV2;
+using Updp.Models.ResNet;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning.Blocks;

@@ -1,12 +1,11 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using TorchSharp.Modules;
-using Updp.Models;
 using Updp.Pruning.Blocks;
-using Updp.Pruning;
+using Updp.Export;
 using Ctx = Updp.Export.OnnxEmitContext;
 
-namespace Updp.Export;
+namespace Updp.Models.ResNet;
 
 /// <summary>
 /// ONNX emitters for ResNet's modules: the model, BasicBlock and Bottleneck in each form (original,

@@ -1,10 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Models.MobileNetV2;
 
 // MobileNetV2's forms (docs/METHOD.md#mobilenetv2). Pruned: both ReLU6 → act_λ, and the zero padding of the
 // depthwise conv moves to the block input, so that at λ=1 the block is one affine map of its

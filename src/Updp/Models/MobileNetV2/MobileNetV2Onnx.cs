@@ -1,10 +1,9 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using Updp.Models;
-using Updp.Pruning;
+using Updp.Export;
 using Ctx = Updp.Export.OnnxEmitContext;
 
-namespace Updp.Export;
+namespace Updp.Models.MobileNetV2;
 
 /// <summary>
 /// ONNX emitters for MobileNetV2's modules: the model, conv-BN-ReLU6, and an inverted residual in

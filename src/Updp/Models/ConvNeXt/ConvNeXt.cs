@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Updp.Models;
+namespace Updp.Models.ConvNeXt;
 
 // ConvNeXt V1 (Liu et al., 2022) with timm's module and parameter names, so timm state dicts load
 // as they are. Read bottom-up: block, stage, model, configurations, registered variants.

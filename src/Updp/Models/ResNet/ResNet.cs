@@ -3,7 +3,7 @@ using TorchSharp.Modules;
 using Updp.Checkpoints;
 using static TorchSharp.torch;
 
-namespace Updp.Models;
+namespace Updp.Models.ResNet;
 
 // ResNet (He et al., 2016; torchvision's "v1.5", stride on the 3×3 conv of a bottleneck) with
 // torchvision's module and parameter names, which timm's ResNet shares, so their state dicts load as

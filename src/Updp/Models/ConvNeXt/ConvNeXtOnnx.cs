@@ -1,12 +1,11 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using TorchSharp.Modules;
-using Updp.Models;
-using Updp.Pruning;
+using Updp.Export;
 using static Updp.Export.OnnxGraphBuilder;
 using Ctx = Updp.Export.OnnxEmitContext;
 
-namespace Updp.Export;
+namespace Updp.Models.ConvNeXt;
 
 /// <summary>
 /// ONNX emitters for ConvNeXt's modules: the model, its stages and head, and a block in each form

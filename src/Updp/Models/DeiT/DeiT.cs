@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Updp.Models;
+namespace Updp.Models.DeiT;
 
 // DeiT (Touvron et al., 2021), i.e. timm's VisionTransformer with class-token pooling, with timm's
 // module and parameter names, so timm state dicts load as they are. Read bottom-up: patch

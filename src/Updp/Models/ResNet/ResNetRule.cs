@@ -1,10 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Models.ResNet;
 
 // ResNet's forms (docs/METHOD.md#resnet). Every residual block is prunable, the first block of a layer too: its
 // projection shortcut (1×1 conv + BN, stride 2) folds into the centre tap of the merged kernel like

@@ -1,10 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Models.ConvNeXt;
 
 // ConvNeXt's forms (docs/METHOD.md#convnext). Pruned: norm → BN over C, GELU → identity, so between conv_dw's
 // output and the residual sum the block is linear. Merged: conv_dw with the BN folded, then one

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Updp.Models;
+namespace Updp.Models.MobileNetV2;
 
 // MobileNetV2 (Sandler et al., 2018) with torchvision's module and parameter names (features.k…,
 // classifier.1), so torchvision state dicts load as they are; timm's names load through the

@@ -1,11 +1,10 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using Updp.Models;
-using Updp.Pruning;
+using Updp.Export;
 using static Updp.Export.OnnxGraphBuilder;
 using Ctx = Updp.Export.OnnxEmitContext;
 
-namespace Updp.Export;
+namespace Updp.Models.DeiT;
 
 /// <summary>
 /// ONNX emitters for DeiT's modules: the model (patch embedding, class token, position embedding,

@@ -1,10 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Models.DeiT;
 
 // DeiT's forms (docs/METHOD.md#deit). Pruned: norm2 → BN over D (batch×tokens as its batch), GELU → identity;
 // attention stays. Then the MLP branch with its residual, x ↦ x + fc2(fc1(BN(x))), is affine in x.
