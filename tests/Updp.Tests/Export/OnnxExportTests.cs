@@ -222,6 +222,8 @@ public class OnnxExportTests
 
         var e = Assert.Throws<MissingOnnxEmitterException>(() => OnnxExporter.Export(model, dir.File("m.onnx"), [Input(1)], threads: 1));
 
+        Assert.Equal("UnknownBlock", e.ModuleType);
+        Assert.Equal("stages.2.blocks.1", e.ModulePath);
         Assert.Contains("UnknownBlock", e.Message);
         Assert.Contains("stages.2.blocks.1", e.Message);
         Assert.Empty(dir.Files());
