@@ -1,11 +1,12 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Checkpoints;
 using static TorchSharp.torch;
 
 namespace Updp.Models.ConvNeXt;
 
 // ConvNeXt V1 (Liu et al., 2022) with timm's module and parameter names, so timm state dicts load
-// as they are. Read bottom-up: block, stage, model, configurations, registered variants.
+// as they are. Read bottom-up: block, stage, model, state-dict adapter, configurations, registered variants.
 
 /// <summary>
 /// x → conv_dw (7×7 depthwise) → norm (LayerNorm over C) → mlp.fc1 (C→4C) → GELU → mlp.fc2 (4C→C)
@@ -273,6 +274,29 @@ public sealed class ConvNeXt : ImageClassifier
             x = stage.call(x);
         }
         return head.call(x);
+    }
+
+    /// <summary>
+    /// The configuration of a timm ConvNeXt state dict: input channels from <c>stem.0.weight</c>
+    /// [C0, in_chans, k, k], stem stride from its kernel size k (the patchify stem's kernel equals its
+    /// stride), classes from <c>head.fc.weight</c> [num_classes, C].
+    /// </summary>
+    internal static ModelConfig InferConfig(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var stem = StateDictAdapters.Require(stateDict, "stem.0.weight", 4, sourceName);
+        var fc = StateDictAdapters.Require(stateDict, "head.fc.weight", 2, sourceName);
+        if (stem.shape[2] != stem.shape[3])
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': stem.0.weight has a non-square kernel [{string.Join(", ", stem.shape)}]; ConvNeXt's patchify stem is square", sourceName);
+        }
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)stem.shape[1]),
+            NumClasses = checked((int)fc.shape[0]),
+            StemStride = checked((int)stem.shape[2]),
+        };
     }
 
     /// <summary>

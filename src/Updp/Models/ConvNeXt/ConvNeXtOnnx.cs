@@ -14,15 +14,16 @@ namespace Updp.Models.ConvNeXt;
 /// </summary>
 internal static class ConvNeXtOnnx
 {
-    public static void RegisterAll(Action<IOnnxEmitter> register)
-    {
-        register(new DelegateEmitter(typeof(ConvNeXt), Model));
-        register(new DelegateEmitter(typeof(ConvNeXtStage), Stage));
-        register(new DelegateEmitter(typeof(ConvNeXtHead), Head));
-        register(new DelegateEmitter(typeof(ConvNeXtBlock), Block));
-        register(new DelegateEmitter(typeof(ProgressiveConvNeXtBlock), ProgressiveBlock));
-        register(new DelegateEmitter(typeof(MergedConvNeXtBlock), MergedBlock));
-    }
+    /// <summary>The emitters of the family's own modules, one per module type.</summary>
+    public static IEnumerable<IOnnxEmitter> Emitters() =>
+    [
+        new DelegateEmitter(typeof(ConvNeXt), Model),
+        new DelegateEmitter(typeof(ConvNeXtStage), Stage),
+        new DelegateEmitter(typeof(ConvNeXtHead), Head),
+        new DelegateEmitter(typeof(ConvNeXtBlock), Block),
+        new DelegateEmitter(typeof(ProgressiveConvNeXtBlock), ProgressiveBlock),
+        new DelegateEmitter(typeof(MergedConvNeXtBlock), MergedBlock),
+    ];
 
     private static string Model(Ctx c, nn.Module m, string path, string x)
     {

@@ -1,12 +1,13 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Checkpoints;
 using static TorchSharp.torch;
 
 namespace Updp.Models.DeiT;
 
 // DeiT (Touvron et al., 2021), i.e. timm's VisionTransformer with class-token pooling, with timm's
 // module and parameter names, so timm state dicts load as they are. Read bottom-up: patch
-// embedding, attention, MLP, block, model, configurations, registered variants.
+// embedding, attention, MLP, block, model, state-dict adapter, configurations, registered variants.
 
 /// <summary>
 /// A square patchify convolution (<c>proj</c>, kernel = stride = patch) whose map is flattened to
@@ -253,6 +254,38 @@ public sealed class DeiT : ImageClassifier
             x = block.call(x);
         }
         return norm.call(x);
+    }
+
+    /// <summary>
+    /// The configuration of a timm DeiT state dict: input channels and patch size from
+    /// <c>patch_embed.proj.weight</c> [D, in_chans, p, p], input size from <c>pos_embed</c>
+    /// [1, (img/p)² + 1, D], classes from <c>head.weight</c> [num_classes, D].
+    /// </summary>
+    internal static ModelConfig InferConfig(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var proj = StateDictAdapters.Require(stateDict, "patch_embed.proj.weight", 4, sourceName);
+        var pos = StateDictAdapters.Require(stateDict, "pos_embed", 3, sourceName);
+        var head = StateDictAdapters.Require(stateDict, "head.weight", 2, sourceName);
+        if (proj.shape[2] != proj.shape[3])
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': patch_embed.proj.weight has a non-square kernel [{string.Join(", ", proj.shape)}]; DeiT's patches are square", sourceName);
+        }
+        var patches = pos.shape[1] - 1;
+        var grid = (long)Math.Round(Math.Sqrt(patches));
+        if (patches < 1 || grid * grid != patches)
+        {
+            throw new CheckpointException(
+                $"'{sourceName}': pos_embed has shape [{string.Join(", ", pos.shape)}]; expected 1 + a square number of rows (class token + patch grid)", sourceName);
+        }
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)proj.shape[1]),
+            NumClasses = checked((int)head.shape[0]),
+            StemStride = checked((int)proj.shape[2]),
+            ImgSize = checked((int)(grid * proj.shape[2])),
+        };
     }
 
     /// <summary>

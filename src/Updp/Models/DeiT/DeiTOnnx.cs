@@ -14,16 +14,17 @@ namespace Updp.Models.DeiT;
 /// </summary>
 internal static class DeiTOnnx
 {
-    public static void RegisterAll(Action<IOnnxEmitter> register)
-    {
-        register(new DelegateEmitter(typeof(DeiT), Model));
-        register(new DelegateEmitter(typeof(PatchEmbed), PatchEmbed));
-        register(new DelegateEmitter(typeof(DeiTAttention), Attention));
-        register(new DelegateEmitter(typeof(DeiTMlp), Mlp));
-        register(new DelegateEmitter(typeof(DeiTBlock), Block));
-        register(new DelegateEmitter(typeof(ProgressiveDeiTBlock), ProgressiveBlock));
-        register(new DelegateEmitter(typeof(MergedDeiTBlock), MergedBlock));
-    }
+    /// <summary>The emitters of the family's own modules, one per module type.</summary>
+    public static IEnumerable<IOnnxEmitter> Emitters() =>
+    [
+        new DelegateEmitter(typeof(DeiT), Model),
+        new DelegateEmitter(typeof(PatchEmbed), PatchEmbed),
+        new DelegateEmitter(typeof(DeiTAttention), Attention),
+        new DelegateEmitter(typeof(DeiTMlp), Mlp),
+        new DelegateEmitter(typeof(DeiTBlock), Block),
+        new DelegateEmitter(typeof(ProgressiveDeiTBlock), ProgressiveBlock),
+        new DelegateEmitter(typeof(MergedDeiTBlock), MergedBlock),
+    ];
 
     // patch_embed → [cls_token; patches] + pos_embed → blocks → norm → head on the class token. The
     // norm is per token, so it runs on the class token alone (what the head reads), after the Gather.

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using Updp.Checkpoints;
 using static TorchSharp.torch;
 
 namespace Updp.Models.MobileNetV2;
@@ -7,7 +8,7 @@ namespace Updp.Models.MobileNetV2;
 // MobileNetV2 (Sandler et al., 2018) with torchvision's module and parameter names (features.k…,
 // classifier.1), so torchvision state dicts load as they are; timm's names load through the
 // state-dict adapter (MobileNetV2.TimmKey). Read bottom-up: conv-BN-ReLU6, inverted residual,
-// model, configurations, registered variants.
+// model, state-dict adapter, configurations, registered variants.
 
 /// <summary>
 /// torchvision's <c>Conv2dNormActivation</c>: <c>0</c> conv (no bias) → <c>1</c> BatchNorm2d →
@@ -306,6 +307,24 @@ public sealed class MobileNetV2 : ImageClassifier
             default:
                 return key;
         }
+    }
+
+    /// <summary>
+    /// The configuration of a torchvision MobileNetV2 state dict (timm's names are mapped first by
+    /// <see cref="TimmKey"/>): input channels from <c>features.0.0.weight</c> [C0, in_chans, 3, 3],
+    /// classes from <c>classifier.1.weight</c> [num_classes, C]. The stem stride is not in the tensors
+    /// (the stem kernel is 3×3 at any stride), so it is the family default, 2, as in torchvision and timm.
+    /// </summary>
+    internal static ModelConfig InferConfig(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
+    {
+        var stem = StateDictAdapters.Require(stateDict, "features.0.0.weight", 4, sourceName);
+        var fc = StateDictAdapters.Require(stateDict, "classifier.1.weight", 2, sourceName);
+        return new ModelConfig
+        {
+            Name = modelName,
+            InChans = checked((int)stem.shape[1]),
+            NumClasses = checked((int)fc.shape[0]),
+        };
     }
 
     /// <summary>

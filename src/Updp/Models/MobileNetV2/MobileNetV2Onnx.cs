@@ -12,14 +12,15 @@ namespace Updp.Models.MobileNetV2;
 /// </summary>
 internal static class MobileNetV2Onnx
 {
-    public static void RegisterAll(Action<IOnnxEmitter> register)
-    {
-        register(new DelegateEmitter(typeof(MobileNetV2), Model));
-        register(new DelegateEmitter(typeof(ConvBnAct), ConvBnAct));
-        register(new DelegateEmitter(typeof(InvertedResidual), Block));
-        register(new DelegateEmitter(typeof(ProgressiveInvertedResidual), ProgressiveBlock));
-        register(new DelegateEmitter(typeof(MergedInvertedResidual), MergedBlock));
-    }
+    /// <summary>The emitters of the family's own modules, one per module type.</summary>
+    public static IEnumerable<IOnnxEmitter> Emitters() =>
+    [
+        new DelegateEmitter(typeof(MobileNetV2), Model),
+        new DelegateEmitter(typeof(ConvBnAct), ConvBnAct),
+        new DelegateEmitter(typeof(InvertedResidual), Block),
+        new DelegateEmitter(typeof(ProgressiveInvertedResidual), ProgressiveBlock),
+        new DelegateEmitter(typeof(MergedInvertedResidual), MergedBlock),
+    ];
 
     // features → global average pool → classifier (dropout, the identity in eval mode; Linear).
     private static string Model(Ctx c, nn.Module m, string path, string x)

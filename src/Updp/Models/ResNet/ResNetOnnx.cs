@@ -14,16 +14,17 @@ namespace Updp.Models.ResNet;
 /// </summary>
 internal static class ResNetOnnx
 {
-    public static void RegisterAll(Action<IOnnxEmitter> register)
-    {
-        register(new DelegateEmitter(typeof(ResNet), Model));
-        register(new DelegateEmitter(typeof(BasicBlock), Basic));
-        register(new DelegateEmitter(typeof(Bottleneck), Bottleneck));
-        register(new DelegateEmitter(typeof(ProgressiveBasicBlock), ProgressiveBasic));
-        register(new DelegateEmitter(typeof(ProgressiveBottleneck), ProgressiveBottleneck));
-        register(new DelegateEmitter(typeof(MergedResNetBlock), Merged));
-        register(new DelegateEmitter(typeof(ResNetShortcut), Shortcut));
-    }
+    /// <summary>The emitters of the family's own modules, one per module type.</summary>
+    public static IEnumerable<IOnnxEmitter> Emitters() =>
+    [
+        new DelegateEmitter(typeof(ResNet), Model),
+        new DelegateEmitter(typeof(BasicBlock), Basic),
+        new DelegateEmitter(typeof(Bottleneck), Bottleneck),
+        new DelegateEmitter(typeof(ProgressiveBasicBlock), ProgressiveBasic),
+        new DelegateEmitter(typeof(ProgressiveBottleneck), ProgressiveBottleneck),
+        new DelegateEmitter(typeof(MergedResNetBlock), Merged),
+        new DelegateEmitter(typeof(ResNetShortcut), Shortcut),
+    ];
 
     // conv1 → bn1 → ReLU [→ max-pool] → layer1..4 → global average pool → fc.
     private static string Model(Ctx c, nn.Module m, string path, string x)

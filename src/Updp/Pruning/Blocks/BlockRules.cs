@@ -1,9 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models.ConvNeXt;
-using Updp.Models.DeiT;
-using Updp.Models.MobileNetV2;
-using Updp.Models.ResNet;
+using Updp.Models;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning.Blocks;
@@ -43,8 +40,8 @@ public interface IProgressiveBlock
 }
 
 /// <summary>
-/// The pruning knowledge for one kind of block (e.g. ConvNeXt's block): how to build its pruned
-/// form and how to merge that into a smaller module. Rules are registered in <see cref="BlockRules"/>
+/// The pruning knowledge for one kind of block (e.g. a family's residual block): how to build its
+/// pruned form and how to merge that into a smaller module. Rules are registered in <see cref="BlockRules"/>
 /// for every module type a block of that kind can have, so no pruning stage names a model family.
 /// </summary>
 public interface IBlockRule
@@ -87,7 +84,17 @@ public interface IBlockRule
     nn.Module<Tensor, Tensor> Drop(nn.Module block) => new DroppedBlock();
 }
 
-/// <summary>The <see cref="IBlockRule"/>s known to the library, keyed by block module type.</summary>
+/// <summary>A model family whose blocks can be pruned: the capability <see cref="BlockRules"/> asks families for.</summary>
+internal interface IPrunableFamily : IModelFamily
+{
+    /// <summary>The rules for the family's kinds of prunable block, covering every form of each.</summary>
+    IEnumerable<IBlockRule> BlockRules { get; }
+}
+
+/// <summary>
+/// The <see cref="IBlockRule"/>s known to the library, keyed by block module type: those of every
+/// <see cref="IPrunableFamily"/> in <see cref="ModelFamilies.All"/>, and any added with <see cref="Register"/>.
+/// </summary>
 public static class BlockRules
 {
     private static readonly Lock Gate = new();
@@ -95,10 +102,10 @@ public static class BlockRules
 
     static BlockRules()
     {
-        Register(new ConvNeXtBlockRule());
-        Register(new DeiTBlockRule());
-        Register(new ResNetBlockRule());
-        Register(new InvertedResidualRule());
+        foreach (var rule in ModelFamilies.All.OfType<IPrunableFamily>().SelectMany(f => f.BlockRules))
+        {
+            Register(rule);
+        }
     }
 
     /// <summary>Adds a rule for its <see cref="IBlockRule.BlockTypes"/>; a type may have one rule only.</summary>
