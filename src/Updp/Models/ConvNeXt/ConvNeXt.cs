@@ -179,7 +179,10 @@ public sealed class ConvNeXtHead : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => fc.call(PreLogits(x));
 }
 
-/// <summary>The ConvNeXt V1 classifier: stem, four stages, head.</summary>
+/// <summary>
+/// The ConvNeXt V1 classifier: stem, four stages, head. <see cref="ModelConfig.StemStride"/> is the
+/// patchify stem's stride and kernel (default 4).
+/// </summary>
 public sealed class ConvNeXt : ImageClassifier
 {
     /// <summary>The architecture of a named variant (timm's configurations).</summary>

@@ -151,8 +151,8 @@ public sealed class InvertedResidual : nn.Module<Tensor, Tensor>
 /// (strided or C≠C': 0, 1, 3, 6, 10, 13, 16) cannot be dropped.
 /// </para>
 /// <para>
-/// Small inputs (32×32, one channel): the stem has stride 1 (<see cref="ModelConfig.StemStride"/>;
-/// the kernel stays 3×3) and every block keeps its stride, so the maps are 32, 16, 8, 4 and 2 pixels
+/// <see cref="ModelConfig.StemStride"/> is the 3×3 stem conv's stride (default 2). Small inputs
+/// (32×32, one channel): the stem has stride 1 (the kernel stays 3×3) and every block keeps its stride, so the maps are 32, 16, 8, 4 and 2 pixels
 /// wide (what ImageNet's 224² gives from 112 down to 7 is here 32 down to 2), and the model costs
 /// what the standard one costs at 64² (about 1/12 of its 224² MACs).
 /// </para>

@@ -3,9 +3,9 @@ using static TorchSharp.torch;
 namespace Updp.Pruning.Blocks;
 
 /// <summary>
-/// Merge algebra for chains of dense convolutions (ResNet's blocks), as pure tensor functions in the
-/// manner of <see cref="MergeMath"/> (whose <see cref="MergeMath.FoldBatchNorm"/> folds a BN into a
-/// conv's [out, in, k, k] weight as it is). Weights are [out, in, kh, kw], groups = 1.
+/// Merge algebra for chains of dense convolutions (residual blocks of two or three), as pure tensor
+/// functions in the manner of <see cref="MergeMath"/> (whose <see cref="MergeMath.FoldBatchNorm"/>
+/// folds a BN into a conv's [out, in, k, k] weight as it is). Weights are [out, in, kh, kw], groups = 1.
 /// </summary>
 internal static class ConvMergeMath
 {
