@@ -1,7 +1,7 @@
 using TorchSharp;
 using Updp.Checkpoints;
-using Updp.Models.MobileNetV2;
 using Updp.Models;
+using Updp.Models.MobileNetV2;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;
 

@@ -1,9 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
 using Updp.Data;
 using Updp.Export;
+using Updp.Models;
 using Updp.Models.DeiT;
 using Updp.Models.ResNet;
-using Updp.Models;
 using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
 using Updp.Tests.Pruning;

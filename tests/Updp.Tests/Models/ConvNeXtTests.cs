@@ -1,6 +1,6 @@
 using TorchSharp;
-using Updp.Models.ConvNeXt;
 using Updp.Models;
+using Updp.Models.ConvNeXt;
 using static TorchSharp.torch;
 
 namespace Updp.Tests.Models;

@@ -1,6 +1,6 @@
 using TorchSharp;
-using Updp.Models.DeiT;
 using Updp.Models;
+using Updp.Models.DeiT;
 using Updp.Tests.Pruning;
 using static TorchSharp.torch;
 

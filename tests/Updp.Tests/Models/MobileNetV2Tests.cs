@@ -1,6 +1,6 @@
 using TorchSharp;
-using Updp.Models.MobileNetV2;
 using Updp.Models;
+using Updp.Models.MobileNetV2;
 using static TorchSharp.torch;
 
 namespace Updp.Tests.Models;

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using TorchSharp;
 using Updp.Checkpoints;
-using Updp.Models.ResNet;
 using Updp.Models;
+using Updp.Models.ResNet;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;
 

@@ -1,6 +1,6 @@
 using TorchSharp;
-using Updp.Models.ConvNeXt;
 using Updp.Models;
+using Updp.Models.ConvNeXt;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;

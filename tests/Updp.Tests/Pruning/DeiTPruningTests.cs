@@ -1,10 +1,10 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
-using Updp.Models.DeiT;
 using Updp.Models;
-using Updp.Pruning.Blocks;
+using Updp.Models.DeiT;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -1,10 +1,10 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
-using Updp.Models.MobileNetV2;
 using Updp.Models;
-using Updp.Pruning.Blocks;
+using Updp.Models.MobileNetV2;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 
@@ -372,5 +372,22 @@ public class MobileNetV2PruningTests
         using var _ = no_grad();
         // Every candidate is back at λ=0 with the baseline's statistics: the same outputs, bit for bit.
         Assert.True(Checkpoints.TestSupport.Identical(before, model.call(x)));
+    }
+
+    [Fact]
+    public void WithoutExpansionTheDepthwiseBecomesADiagonalDenseKernel()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(5);
+        var d = randn([3, 1, 3, 3], float64, generator: g);
+        var db = randn([3], float64, generator: g);
+        var p = randn([2, 3, 1, 1], float64, generator: g);
+        var pb = randn([2], float64, generator: g);
+        var x = randn([2, 3, 6, 6], float64, generator: g);
+
+        var (w, b) = InvertedResidualRule.MergeInvertedResidual(null, (d, db), (p, pb), residual: false);
+
+        var expected = nn.functional.conv2d(nn.functional.conv2d(x, d, db, padding: [1, 1], groups: 3), p, pb);
+        Assert.True(nn.functional.conv2d(x, w, b, padding: [1, 1]).allclose(expected, rtol: 1e-10, atol: 1e-10));
     }
 }

@@ -1,8 +1,8 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
-using Updp.Models.ResNet;
 using Updp.Models;
+using Updp.Models.ResNet;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 

@@ -55,7 +55,7 @@ internal sealed class InvertedResidualRule : IBlockRule
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            var w = MergeMath.MergeInvertedResidual(
+            var w = MergeInvertedResidual(
                 o.Expand is { } e ? Folded(e.Conv, e.Bn) : null,
                 Folded(o.Depthwise.Conv, o.Depthwise.Bn),
                 Folded(o.Project, o.ProjectBn),
@@ -69,6 +69,22 @@ internal sealed class InvertedResidualRule : IBlockRule
             merged.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// An inverted residual at λ=1 with its BNs folded, padding moved to its input, as one dense
+    /// 3×3 conv C→C': expansion (null for t=1, i.e. the identity), depthwise, projection, and the
+    /// residual in the centre tap when <paramref name="residual"/>.
+    /// </summary>
+    internal static (Tensor Weight, Tensor Bias) MergeInvertedResidual(
+        (Tensor Weight, Tensor Bias)? expand, (Tensor Weight, Tensor Bias) depthwise, (Tensor Weight, Tensor Bias) project, bool residual)
+    {
+        var hidden = depthwise.Weight.shape[0];
+        var (a, b) = expand ?? (eye(hidden, dtype: depthwise.Weight.dtype, device: depthwise.Weight.device),
+            zeros(hidden, depthwise.Weight.dtype, depthwise.Weight.device));
+        var (w, bias) = MergeMath.ComposeDepthwiseAfterPointwise(a, b, depthwise.Weight, depthwise.Bias);
+        (w, bias) = MergeMath.ComposePointwiseAfterConv(w, bias, project.Weight, project.Bias);
+        return (residual ? MergeMath.AddIdentityToCentreTap(w) : w, bias);
     }
 
     private static string Shape(InvertedResidual b) =>

@@ -1,8 +1,8 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using TorchSharp.Modules;
-using Updp.Pruning.Blocks;
 using Updp.Export;
+using Updp.Pruning.Blocks;
 using Ctx = Updp.Export.OnnxEmitContext;
 
 namespace Updp.Models.ResNet;

@@ -82,20 +82,4 @@ internal static class MergeMath
         result.select(2, k / 2).select(2, k / 2).add_(eye(c, dtype: weight.dtype, device: weight.device));
         return result;
     }
-
-    /// <summary>
-    /// An inverted residual at λ=1 with its BNs folded, padding moved to its input, as one dense
-    /// 3×3 conv C→C': expansion (null for t=1, i.e. the identity), depthwise, projection, and the
-    /// residual in the centre tap when <paramref name="residual"/>.
-    /// </summary>
-    public static (Tensor Weight, Tensor Bias) MergeInvertedResidual(
-        (Tensor Weight, Tensor Bias)? expand, (Tensor Weight, Tensor Bias) depthwise, (Tensor Weight, Tensor Bias) project, bool residual)
-    {
-        var hidden = depthwise.Weight.shape[0];
-        var (a, b) = expand ?? (eye(hidden, dtype: depthwise.Weight.dtype, device: depthwise.Weight.device),
-            zeros(hidden, depthwise.Weight.dtype, depthwise.Weight.device));
-        var (w, bias) = ComposeDepthwiseAfterPointwise(a, b, depthwise.Weight, depthwise.Bias);
-        (w, bias) = ComposePointwiseAfterConv(w, bias, project.Weight, project.Bias);
-        return (residual ? AddIdentityToCentreTap(w) : w, bias);
-    }
 }

@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 
 namespace Updp.Tests.Pruning;
 
-/// <summary>The merge algebra of the inverted residual (<see cref="MergeMath"/>), each function against a naive computation.</summary>
-public class InvertedResidualMergeMathTests
+/// <summary>The merge algebra of pointwise and depthwise convs (<see cref="MergeMath"/>), each function against a naive computation.</summary>
+public class DepthwiseMergeMathTests
 {
     private static bool Close(Tensor a, Tensor b) => a.allclose(b, rtol: 1e-10, atol: 1e-10);
 
@@ -102,22 +102,5 @@ public class InvertedResidualMergeMathTests
         Assert.True(Checkpoints.TestSupport.Identical(w, copy));
         Assert.Throws<ArgumentException>(() => MergeMath.AddIdentityToCentreTap(randn([4, 3, 3, 3], float64)));
         Assert.Throws<ArgumentException>(() => MergeMath.AddIdentityToCentreTap(randn([4, 4, 2, 2], float64)));
-    }
-
-    [Fact]
-    public void WithoutExpansionTheDepthwiseBecomesADiagonalDenseKernel()
-    {
-        using var scope = NewDisposeScope();
-        var g = new Generator(5);
-        var d = randn([3, 1, 3, 3], float64, generator: g);
-        var db = randn([3], float64, generator: g);
-        var p = randn([2, 3, 1, 1], float64, generator: g);
-        var pb = randn([2], float64, generator: g);
-        var x = randn([2, 3, 6, 6], float64, generator: g);
-
-        var (w, b) = MergeMath.MergeInvertedResidual(null, (d, db), (p, pb), residual: false);
-
-        var expected = nn.functional.conv2d(nn.functional.conv2d(x, d, db, padding: [1, 1], groups: 3), p, pb);
-        Assert.True(Close(nn.functional.conv2d(x, w, b, padding: [1, 1]), expected));
     }
 }
