@@ -3,6 +3,7 @@ using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
+using Updp.Tests.Models;
 using Updp.Tests.Pruning;
 using static TorchSharp.torch;
 

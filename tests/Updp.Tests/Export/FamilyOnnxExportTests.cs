@@ -6,7 +6,7 @@ using Updp.Models.DeiT;
 using Updp.Models.ResNet;
 using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
-using Updp.Tests.Pruning;
+using Updp.Tests.Models;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -1,9 +1,10 @@
 using System.Text.RegularExpressions;
 using TorchSharp;
 using Updp.Models;
+using Updp.Tests.Pruning;
 using static TorchSharp.torch;
 
-namespace Updp.Tests.Pruning;
+namespace Updp.Tests.Models;
 
 internal static partial class DeiTTestSupport
 {

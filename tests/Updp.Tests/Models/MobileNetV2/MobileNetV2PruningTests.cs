@@ -8,7 +8,7 @@ using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 
-namespace Updp.Tests.Pruning;
+namespace Updp.Tests.Models;
 
 /// <summary>The inverted residual's progressive and merged forms (docs/METHOD.md#mobilenetv2), for every kind of block.</summary>
 public class MobileNetV2PruningTests

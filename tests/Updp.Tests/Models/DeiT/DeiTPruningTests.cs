@@ -8,7 +8,7 @@ using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 
-namespace Updp.Tests.Pruning;
+namespace Updp.Tests.Models;
 
 /// <summary>DeiT's pruned and merged forms (docs/METHOD.md#deit) through the block rules.</summary>
 public class DeiTPruningTests

@@ -4,9 +4,10 @@ using Updp.Checkpoints;
 using Updp.Models;
 using Updp.Models.ResNet;
 using Updp.Pruning.Blocks;
+using Updp.Tests.Pruning;
 using static TorchSharp.torch;
 
-namespace Updp.Tests.Pruning;
+namespace Updp.Tests.Models;
 
 /// <summary>ResNet's pruned, merged and dropped forms on random weights and non-trivial BN statistics.</summary>
 public class ResNetBlockTests

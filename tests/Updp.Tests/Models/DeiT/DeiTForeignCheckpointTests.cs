@@ -5,7 +5,7 @@ using Updp.Models.DeiT;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;
 
-namespace Updp.Tests.Checkpoints;
+namespace Updp.Tests.Models;
 
 /// <summary>DeiT state dicts with timm's names written by PyTorch (tools/make_deit_fixture.py) and by us.</summary>
 public class DeiTForeignCheckpointTests
@@ -51,7 +51,7 @@ public class DeiTForeignCheckpointTests
         using var dir = new TempDir();
         var path = dir.File("timm_deit_tiny.safetensors");
         using var timmLike = ModelRegistry.Create("deit_tiny_patch16_224");
-        Pruning.DeiTTestSupport.Randomize(timmLike, 21);
+        DeiTTestSupport.Randomize(timmLike, 21);
         StateDict.WriteSafetensors(path, timmLike.state_dict());
 
         using var model = Checkpoint.Load(path, "deit_tiny_patch16_224").Model;

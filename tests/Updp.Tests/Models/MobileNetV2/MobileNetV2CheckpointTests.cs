@@ -5,7 +5,7 @@ using Updp.Models.MobileNetV2;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;
 
-namespace Updp.Tests.Checkpoints;
+namespace Updp.Tests.Models;
 
 /// <summary>MobileNetV2 state dicts written by PyTorch (tools/make_mobilenetv2_fixture.py) under torchvision's and timm's names.</summary>
 public class MobileNetV2CheckpointTests
