@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Cli;

@@ -1,7 +1,7 @@
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 
@@ -57,7 +57,7 @@ internal static class ModelLoading
             var test = DatasetCatalog.Resolve(data).LoadSplits(null, 0, new DataLoadOptions { SkipBadImages = true, TestOnly = true }).Test.Take(count);
             return TrainingRun.EvalLoader(test, preprocessing, batch).Epoch(0).Select(b => b.Images).ToList();
         }
-        // A model built for one input size (DeiT) is checked at that size.
+        // A model built for one input size (a position embedding sized for it, say) is checked at that size.
         var size = inputSize ?? preprocessing?.InputSize ?? model.Config.ImgSize ?? 32;
         return [randn(Math.Clamp(count, 1, 8), model.Config.InChans, size, size, generator: new Generator(0))];
     }

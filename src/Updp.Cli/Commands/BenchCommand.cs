@@ -5,7 +5,7 @@ using Spectre.Console;
 using Updp.Benchmarks;
 using Updp.Checkpoints;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 
 namespace Updp.Cli.Commands;
 

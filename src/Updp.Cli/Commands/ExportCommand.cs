@@ -43,7 +43,7 @@ internal static class ExportCommand
             var version = parse.GetValue(opset);
             var loaded = ModelLoading.Load(parse.GetValue(checkpoint), parse.GetValue(model), on);
             using var classifier = loaded.Model;
-            // A model built for one input size (DeiT's pos_embed) is exported at that size.
+            // A model built for one input size (a position embedding sized for it, say) is exported at that size.
             var fixedSize = ModelRegistry.Get(classifier.Config.Name).FixedInputSize ? classifier.Config.ImgSize : null;
             if (fixedSize is { } only && parse.GetValue(resolution) is { } asked && asked != only)
             {

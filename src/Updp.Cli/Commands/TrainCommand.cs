@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Spectre.Console;
+using Updp.Models;
 using Updp.Training;
 
 namespace Updp.Cli.Commands;
@@ -21,7 +22,8 @@ internal static class TrainCommand
         var cropPadding = new Option<int>("--crop-padding") { Description = "Random-crop padding of the augmentation (0: no crop).", DefaultValueFactory = _ => Data.ImageTransform.DefaultCropPadding }.Range(0, 64);
         var noFlip = new Option<bool>("--no-flip") { Description = "No random horizontal flips." };
         var dropPath = new Option<double>("--drop-path") { Description = "Stochastic depth rate of the last block." }.Range(0, 1, maxOpen: true);
-        var lsInit = new Option<double?>("--ls-init") { Description = "ConvNeXt: initial layer scale of a model trained from scratch (timm's 1e-6 suits long runs; short ones learn faster with 0.1)." }.Range(0, 10, minOpen: true);
+        var layerScaled = string.Join(", ", ModelFamilies.All.Where(f => f.HasLayerScale).Select(f => f.DisplayName));
+        var lsInit = new Option<double?>("--ls-init") { Description = $"{layerScaled}: initial layer scale of a model trained from scratch (timm's 1e-6 suits long runs; short ones learn faster with 0.1)." }.Range(0, 10, minOpen: true);
         var seed = CommonOptions.Seed();
         var inputSize = new Option<int?>("--input-size") { Description = "Network input side (default 32 for MNIST-style data, zero-padded; 224 for image folders)." }.Range(DataCliOptions.MinInputSize, DataCliOptions.MaxInputSize);
         var stemStride = new Option<int?>("--stem-stride") { Description = "Stem stride (default: the family's small-input setting for inputs ≤ 64 px)." }.Range(1, 32);

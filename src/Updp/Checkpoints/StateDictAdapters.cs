@@ -19,16 +19,24 @@ public sealed record StateDictAdapter(
     Func<string, IReadOnlyDictionary<string, Tensor>, string, ModelConfig> InferConfig,
     Func<string, string?>? MapKey = null);
 
-/// <summary>The <see cref="StateDictAdapter"/> of each model family, by family name.</summary>
+/// <summary>
+/// A model family whose state dicts from outside Updp (timm's, torchvision's) load: the capability
+/// <see cref="StateDictAdapters"/> asks families for.
+/// </summary>
+internal interface ICheckpointFamily : IModelFamily
+{
+    /// <summary>How such a state dict maps onto the family's parameter names and configuration.</summary>
+    StateDictAdapter StateDictAdapter { get; }
+}
+
+/// <summary>
+/// The <see cref="StateDictAdapter"/> of each model family, by family name: those of every
+/// <see cref="ICheckpointFamily"/> in <see cref="ModelFamilies.All"/>, and any added with <see cref="Register"/>.
+/// </summary>
 public static class StateDictAdapters
 {
-    private static readonly Dictionary<string, StateDictAdapter> Adapters = new(StringComparer.Ordinal)
-    {
-        ["convnext"] = new StateDictAdapter(InferConvNeXt),
-        ["deit"] = new StateDictAdapter(InferDeiT),
-        ["resnet"] = new StateDictAdapter(ResNet.InferConfig),
-        ["mobilenetv2"] = new StateDictAdapter(InferMobileNetV2, MobileNetV2.TimmKey),
-    };
+    private static readonly Dictionary<string, StateDictAdapter> Adapters =
+        ModelFamilies.All.OfType<ICheckpointFamily>().ToDictionary(f => f.Name, f => f.StateDictAdapter, StringComparer.Ordinal);
 
     private static readonly Lock Gate = new();
 
@@ -51,78 +59,10 @@ public static class StateDictAdapters
     }
 
     /// <summary>
-    /// ConvNeXt (timm names): input channels from <c>stem.0.weight</c> [C0, in_chans, k, k], stem
-    /// stride from its kernel size k (the patchify stem's kernel equals its stride), classes from
-    /// <c>head.fc.weight</c> [num_classes, C].
+    /// The tensor <paramref name="name"/> of <paramref name="stateDict"/>, which must have
+    /// <paramref name="dims"/> dimensions: for an adapter's <see cref="StateDictAdapter.InferConfig"/>.
     /// </summary>
-    internal static ModelConfig InferConvNeXt(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
-    {
-        var stem = Require(stateDict, "stem.0.weight", 4, sourceName);
-        var fc = Require(stateDict, "head.fc.weight", 2, sourceName);
-        if (stem.shape[2] != stem.shape[3])
-        {
-            throw new CheckpointException(
-                $"'{sourceName}': stem.0.weight has a non-square kernel [{string.Join(", ", stem.shape)}]; ConvNeXt's patchify stem is square", sourceName);
-        }
-        return new ModelConfig
-        {
-            Name = modelName,
-            InChans = checked((int)stem.shape[1]),
-            NumClasses = checked((int)fc.shape[0]),
-            StemStride = checked((int)stem.shape[2]),
-        };
-    }
-
-    /// <summary>
-    /// DeiT (timm names): input channels and patch size from <c>patch_embed.proj.weight</c>
-    /// [D, in_chans, p, p], input size from <c>pos_embed</c> [1, (img/p)² + 1, D], classes from
-    /// <c>head.weight</c> [num_classes, D].
-    /// </summary>
-    internal static ModelConfig InferDeiT(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
-    {
-        var proj = Require(stateDict, "patch_embed.proj.weight", 4, sourceName);
-        var pos = Require(stateDict, "pos_embed", 3, sourceName);
-        var head = Require(stateDict, "head.weight", 2, sourceName);
-        if (proj.shape[2] != proj.shape[3])
-        {
-            throw new CheckpointException(
-                $"'{sourceName}': patch_embed.proj.weight has a non-square kernel [{string.Join(", ", proj.shape)}]; DeiT's patches are square", sourceName);
-        }
-        var patches = pos.shape[1] - 1;
-        var grid = (long)Math.Round(Math.Sqrt(patches));
-        if (patches < 1 || grid * grid != patches)
-        {
-            throw new CheckpointException(
-                $"'{sourceName}': pos_embed has shape [{string.Join(", ", pos.shape)}]; expected 1 + a square number of rows (class token + patch grid)", sourceName);
-        }
-        return new ModelConfig
-        {
-            Name = modelName,
-            InChans = checked((int)proj.shape[1]),
-            NumClasses = checked((int)head.shape[0]),
-            StemStride = checked((int)proj.shape[2]),
-            ImgSize = checked((int)(grid * proj.shape[2])),
-        };
-    }
-
-    /// <summary>
-    /// MobileNetV2 (torchvision names; timm's are mapped by <see cref="MobileNetV2.TimmKey"/>): input
-    /// channels from <c>features.0.0.weight</c> [C0, in_chans, 3, 3], classes from
-    /// <c>classifier.1.weight</c> [num_classes, C]. The stem stride is not in the tensors (the stem
-    /// kernel is 3×3 at any stride), so it is the family default, 2, as in torchvision and timm.
-    /// </summary>
-    internal static ModelConfig InferMobileNetV2(string modelName, IReadOnlyDictionary<string, Tensor> stateDict, string sourceName)
-    {
-        var stem = Require(stateDict, "features.0.0.weight", 4, sourceName);
-        var fc = Require(stateDict, "classifier.1.weight", 2, sourceName);
-        return new ModelConfig
-        {
-            Name = modelName,
-            InChans = checked((int)stem.shape[1]),
-            NumClasses = checked((int)fc.shape[0]),
-        };
-    }
-
+    /// <exception cref="CheckpointException">The tensor is missing or has another number of dimensions.</exception>
     internal static Tensor Require(IReadOnlyDictionary<string, Tensor> stateDict, string name, int dims, string sourceName)
     {
         if (!stateDict.TryGetValue(name, out var t))

@@ -3,7 +3,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using TorchSharp.Modules;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static Updp.Export.OnnxGraphBuilder;
 
 namespace Updp.Export;

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Updp.Models;
 using static TorchSharp.torch;
 
 namespace Updp.Export;
@@ -22,7 +23,18 @@ public interface IOnnxEmitter
     string Emit(OnnxEmitContext context, nn.Module module, string path, string input);
 }
 
-/// <summary>The <see cref="IOnnxEmitter"/>s known to the library, keyed by module type.</summary>
+/// <summary>A model family that can be exported to ONNX: the capability <see cref="OnnxEmitters"/> asks families for.</summary>
+internal interface IExportableFamily : IModelFamily
+{
+    /// <summary>The emitters for the family's own modules (the model, its blocks in every form, …); shared layers have theirs already.</summary>
+    IEnumerable<IOnnxEmitter> OnnxEmitters { get; }
+}
+
+/// <summary>
+/// The <see cref="IOnnxEmitter"/>s known to the library, keyed by module type: the shared layers',
+/// those of every <see cref="IExportableFamily"/> in <see cref="ModelFamilies.All"/>, and any added
+/// with <see cref="Register"/>.
+/// </summary>
 public static class OnnxEmitters
 {
     private static readonly Lock Gate = new();
@@ -39,10 +51,10 @@ public static class OnnxEmitters
         Register(new LayerNorm2dEmitter());
         Register(new LayerNormEmitter());
         Register(new BatchNorm2dEmitter());
-        ConvNeXtOnnx.RegisterAll(Register);
-        MobileNetV2Onnx.RegisterAll(Register);
-        ResNetOnnx.RegisterAll(Register);
-        DeiTOnnx.RegisterAll(Register);
+        foreach (var emitter in ModelFamilies.All.OfType<IExportableFamily>().SelectMany(f => f.OnnxEmitters))
+        {
+            Register(emitter);
+        }
     }
 
     /// <summary>Adds an emitter for its <see cref="IOnnxEmitter.ModuleTypes"/>; a type may have one emitter only.</summary>

@@ -3,7 +3,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using Onnx;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Export;

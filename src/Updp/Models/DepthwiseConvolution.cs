@@ -7,8 +7,8 @@ namespace Updp.Models;
 /// <summary>
 /// Depthwise convolution (groups = channels) with a faster weight gradient on small maps. libtorch's
 /// CPU forward and input gradient are fast at every size we use, but its depthwise weight gradient
-/// is slow on small maps: 1.8–2.3 ms per call for ConvNeXt's 7×7 on maps of at most 8×8 at batch 64
-/// (forward 0.14–0.33 ms), and 12 ms (C = 384, 2×2) to 26 ms (C = 960, 1×1) for MobileNetV2's 3×3.
+/// is slow on small maps: 1.8–2.3 ms per call for a 7×7 kernel on maps of at most 8×8 at batch 64
+/// (forward 0.14–0.33 ms), and 12 ms (C = 384, 2×2) to 26 ms (C = 960, 1×1) for a 3×3 kernel.
 /// </summary>
 public static class DepthwiseConvolution
 {

@@ -16,17 +16,17 @@ public sealed record ModelConfig
     [JsonPropertyName("num_classes")] public int NumClasses { get; init; } = 1000;
 
     /// <summary>
-    /// Stride of the stem; null means the family's default (4). ConvNeXt: the patchify conv's stride
-    /// and kernel. ResNet: 4 is torchvision's stem (7×7 stride-2 conv, 3×3 stride-2 max-pool), 1 or 2
-    /// a 3×3 conv of that stride without max-pool. MobileNetV2: the 3×3 stem conv's stride (default 2).
-    /// DeiT: the patch size. Small inputs such as 32×32 keep more spatial detail with a smaller stem stride.
+    /// Stride of the stem; null means the family's default. What it sets is the family's to say (its
+    /// model class does): a patchify conv's stride and kernel, a patch size, the stride of a stem
+    /// conv, or a choice between stems. Small inputs such as 32×32 keep more spatial detail with a
+    /// smaller stem stride.
     /// </summary>
     [JsonPropertyName("stem_stride")] public int? StemStride { get; init; }
 
     /// <summary>
     /// Input side the model is built for (timm's <c>img_size</c>), for families whose parameters
-    /// depend on it (<see cref="ModelVariant.FixedInputSize"/>: DeiT's pos_embed has one row per
-    /// patch plus one); null means the family default (224). Other families take any input size and ignore it.
+    /// depend on it (<see cref="ModelVariant.FixedInputSize"/>: a position embedding with one row per
+    /// patch, say); null means the family default. Other families take any input size and ignore it.
     /// </summary>
     [JsonPropertyName("img_size")] public int? ImgSize { get; init; }
 

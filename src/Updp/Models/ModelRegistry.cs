@@ -6,24 +6,33 @@ namespace Updp.Models;
 /// <param name="Description">One line for <c>updp models</c>.</param>
 /// <param name="SmallInputStemStride">Stem stride used for 32×32 inputs.</param>
 /// <param name="Create">Builds the model with freshly initialised weights.</param>
-/// <param name="FixedInputSize">True when the model is built for one input size (<see cref="ModelConfig.ImgSize"/>), as DeiT is.</param>
+/// <param name="FixedInputSize">
+/// True when the model is built for one input size (<see cref="ModelConfig.ImgSize"/>), e.g. because a
+/// position embedding has one row per patch.
+/// </param>
 public sealed record ModelVariant(
     string Name, string Family, string Description, int SmallInputStemStride, Func<ModelConfig, ImageClassifier> Create, bool FixedInputSize = false);
 
-/// <summary>All model variants the tool knows, by name.</summary>
+/// <summary>All model variants the tool knows, by name: those of every <see cref="ModelFamilies.All"/>.</summary>
 public static class ModelRegistry
 {
     private static readonly Dictionary<string, ModelVariant> Variants = new(StringComparer.Ordinal);
 
     static ModelRegistry()
     {
-        foreach (var v in ConvNeXt.Variants().Concat(MobileNetV2.Variants()).Concat(ResNet.Variants()))
+        foreach (var family in ModelFamilies.All)
         {
-            Variants.Add(v.Name, v);
-        }
-        foreach (var v in DeiT.Variants())
-        {
-            Variants.Add(v.Name, v);
+            foreach (var v in family.Variants)
+            {
+                if (v.Family != family.Name)
+                {
+                    throw new InvalidOperationException($"variant {v.Name} of model family '{family.Name}' says its family is '{v.Family}'");
+                }
+                if (!Variants.TryAdd(v.Name, v))
+                {
+                    throw new InvalidOperationException($"model variant {v.Name} is registered by families '{Variants[v.Name].Family}' and '{v.Family}'");
+                }
+            }
         }
     }
 

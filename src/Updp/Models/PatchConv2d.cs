@@ -5,14 +5,14 @@ using static TorchSharp.torch;
 namespace Updp.Models;
 
 /// <summary>
-/// A convolution whose kernel equals its stride, without padding: ConvNeXt's patchify stem and its
-/// 2×2 stride-2 downsampling convs. Parameters and names are nn.Conv2d's (<c>weight</c>
+/// A convolution whose kernel equals its stride, without padding: a patchify stem, or a 2×2
+/// stride-2 downsampling conv. Parameters and names are nn.Conv2d's (<c>weight</c>
 /// [out, in, k, k], <c>bias</c> [out]) and so is the result, but it is computed as one matrix
 /// product over the non-overlapping k×k patches: libtorch's CPU convolution takes a slow path for
 /// these small strided kernels, its backward especially (2×2 stride 2 on 4×4 and 2×2 maps, forward
 /// and backward: 2–4× slower than the matrix product). Rows and columns the patches do not cover are
 /// ignored, as the convolution ignores them. The output is NCHW with channels-last strides, the
-/// layout the <see cref="LayerNorm2d"/> next to it permutes to anyway.
+/// layout a <see cref="LayerNorm2d"/> next to it permutes to anyway.
 /// </summary>
 public sealed class PatchConv2d : nn.Module<Tensor, Tensor>, IMacCounter
 {

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 using TorchSharp.Modules;
 using Updp.Checkpoints;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 
 namespace Updp.Training;
 

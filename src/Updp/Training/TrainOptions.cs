@@ -1,8 +1,8 @@
 namespace Updp.Training;
 
 /// <summary>
-/// A training recipe. Defaults follow timm's ConvNeXt recipe (AdamW, cosine, warm-up, label
-/// smoothing 0.1, weight decay 0.05) with a learning rate scaled for small batches.
+/// A training recipe. Defaults follow timm's AdamW recipe (cosine, warm-up, label smoothing 0.1,
+/// weight decay 0.05) with a learning rate scaled for small batches.
 /// </summary>
 public sealed record TrainOptions
 {

@@ -2,7 +2,7 @@ using System.Text.Json.Serialization;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Training;
@@ -37,7 +37,7 @@ public sealed record TrainRunOptions
 
     public double DropPathRate { get; init; }
 
-    /// <summary>Initial layer scale of a freshly initialised model (ConvNeXt's <c>ls_init_value</c>); null keeps the family's default.</summary>
+    /// <summary>Initial layer scale of a freshly initialised model (timm's <c>ls_init_value</c>, for families with one); null keeps the family's default.</summary>
     public double? LayerScaleInit { get; init; }
 
     /// <summary>Random-crop padding of the training augmentation (0 disables the crop).</summary>

@@ -1,6 +1,7 @@
 using TorchSharp;
 using Updp.Checkpoints;
 using Updp.Models;
+using Updp.Models.ConvNeXt;
 using static TorchSharp.torch;
 using static Updp.Tests.Checkpoints.TestSupport;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Updp.Checkpoints;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Pruning;
 
 namespace Updp.Tests.Cli;

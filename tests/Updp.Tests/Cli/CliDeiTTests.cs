@@ -2,7 +2,7 @@ using System.Text.Json;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
 using Updp.Training;
 using static TorchSharp.torch;

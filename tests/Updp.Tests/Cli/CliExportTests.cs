@@ -1,8 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
 using Updp.Checkpoints;
 using Updp.Data;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
+using Updp.Tests.Models;
 using Updp.Tests.Pruning;
 using static TorchSharp.torch;
 

@@ -5,7 +5,7 @@ using Updp.Checkpoints;
 using Updp.Cli;
 using Updp.Data;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Pruning;
 
 namespace Updp.Tests.Cli;

@@ -2,9 +2,11 @@ using Microsoft.ML.OnnxRuntime;
 using Updp.Data;
 using Updp.Export;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Models.DeiT;
+using Updp.Models.ResNet;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
-using Updp.Tests.Pruning;
+using Updp.Tests.Models;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -4,7 +4,8 @@ using TorchSharp;
 using Updp.Data;
 using Updp.Export;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Models.ConvNeXt;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
@@ -221,6 +222,8 @@ public class OnnxExportTests
 
         var e = Assert.Throws<MissingOnnxEmitterException>(() => OnnxExporter.Export(model, dir.File("m.onnx"), [Input(1)], threads: 1));
 
+        Assert.Equal("UnknownBlock", e.ModuleType);
+        Assert.Equal("stages.2.blocks.1", e.ModulePath);
         Assert.Contains("UnknownBlock", e.Message);
         Assert.Contains("stages.2.blocks.1", e.Message);
         Assert.Empty(dir.Files());

@@ -1,6 +1,7 @@
 using TorchSharp;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Models.ConvNeXt;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -1,5 +1,5 @@
 using TorchSharp;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Tests.Pruning;

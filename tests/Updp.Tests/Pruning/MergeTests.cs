@@ -1,7 +1,9 @@
 using TorchSharp;
 using Updp.Data;
 using Updp.Models;
+using Updp.Models.ConvNeXt;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Tests.Data;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;

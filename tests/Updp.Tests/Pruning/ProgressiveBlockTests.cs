@@ -1,7 +1,8 @@
 using TorchSharp;
 using TorchSharp.Modules;
-using Updp.Models;
+using Updp.Models.ConvNeXt;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using Updp.Checkpoints;
 using Updp.Models;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -2,6 +2,7 @@ using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 

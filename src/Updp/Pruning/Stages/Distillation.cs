@@ -2,6 +2,7 @@ using TorchSharp;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning;

@@ -1,5 +1,6 @@
 using Updp.Benchmarks;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning;

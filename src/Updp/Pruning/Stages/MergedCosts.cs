@@ -1,4 +1,5 @@
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 namespace Updp.Pruning;

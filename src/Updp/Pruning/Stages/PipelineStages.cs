@@ -1,4 +1,5 @@
 using Updp.Checkpoints;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 

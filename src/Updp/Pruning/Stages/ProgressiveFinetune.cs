@@ -1,5 +1,6 @@
 using Updp.Data;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 

@@ -1,5 +1,6 @@
 using Updp.Checkpoints;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 

@@ -5,6 +5,7 @@ using Updp.Benchmarks;
 using Updp.Checkpoints;
 using Updp.Export;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 

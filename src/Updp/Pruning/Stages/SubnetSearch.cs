@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
 using Updp.Models;
+using Updp.Pruning.Blocks;
 using Updp.Training;
 using static TorchSharp.torch;
 
