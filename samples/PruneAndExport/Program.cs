@@ -1,6 +1,6 @@
 using Updp.Checkpoints;
 using Updp.Export;
-using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 
 if (args.Length is < 4 or > 5)

@@ -7,6 +7,7 @@ using TorchSharp;
 using Updp.Checkpoints;
 using Updp.Data;
 using Updp.Models;
+using DeiTModel = Updp.Models.DeiT.DeiT;
 using Updp.Tests.Data;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -40,7 +41,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
     private const string SidecarModel = "mobilenetv2_050";
 
     // deit_reduced.pt's architecture (as DeiTForeignCheckpointTests builds it).
-    private static readonly CheckpointLoadOptions ReducedDeiT = new() { CreateModel = (c, _) => new DeiT(c, new DeiT.Architecture(48, 3, 3)) };
+    private static readonly CheckpointLoadOptions ReducedDeiT = new() { CreateModel = (c, _) => new DeiTModel(c, new DeiTModel.Architecture(48, 3, 3)) };
 
     // Checkpoint.Save's key for the weights id, written here with a fixed id so the base files are always the same bytes.
     private const string WeightsIdKey = "updp_weights_id";

@@ -80,7 +80,7 @@ public partial class CliTests
     public void AFailureThatIsNotBadInputExitsOneWithOneLineAndTheStackTraceOnlyWithVerbose()
     {
         // A merge whose verification fails is a failed run, not bad input.
-        var failure = new Updp.Pruning.MergeVerificationException("merged and unmerged outputs differ by 3 (tolerance 1e-4)", 3, 1e-4, [1]);
+        var failure = new Updp.Pruning.Blocks.MergeVerificationException("merged and unmerged outputs differ by 3 (tolerance 1e-4)", 3, 1e-4, [1]);
         Assert.Equal(1, CliErrors.ExitCode(failure));
         Assert.Equal(2, CliErrors.ExitCode(new ArgumentException("bad")));
         Assert.Equal(2, CliErrors.ExitCode(new Updp.Checkpoints.CheckpointException("bad file")));

@@ -1,5 +1,6 @@
 using Updp.Models;
 using Updp.Pruning;
+using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
 using static Updp.Tests.Pruning.PruningTestSupport;
 

@@ -44,7 +44,7 @@ public class NonFiniteTests : IDisposable
         Assert.Equal(Path.Combine(options.OutDir, "last.safetensors"), e.LastGoodCheckpoint);
         Assert.Contains("not finite for 3 consecutive steps (epoch 2, step 4)", e.Message);
         // The last good checkpoint is epoch 1's and loads: its weights are finite.
-        var last = Checkpoint.Load(e.LastGoodCheckpoint!, options: Updp.Pruning.PrunedModels.LoadOptions);
+        var last = Checkpoint.Load(e.LastGoodCheckpoint!, options: Updp.Pruning.Blocks.PrunedModels.LoadOptions);
         using (last.Model)
         {
             Assert.Equal(1, last.Meta!.Epoch);
