@@ -192,7 +192,7 @@ public static class Checkpoint
         {
             return $"stem_stride {m.StemStride} is not from 1 to {MaxStemStride}";
         }
-        // DeiT has (img_size / patch)² positions; its default patch (16) keeps the largest image below the bound.
+        // A vision transformer has (img_size / patch)² positions; a patch of 16 (the default) keeps the largest image below the bound.
         if (m.ImgSize is { } img && (img < 1 || img > MaxImageSide || img / (m.StemStride ?? 16) > MaxPatchesPerSide))
         {
             return $"img_size {img} is not from 1 to {MaxImageSide}, or makes more than {MaxPatchesPerSide} patches a side with stem_stride {m.StemStride}";
