@@ -7,7 +7,7 @@ namespace Updp;
 /// </summary>
 public static class RegularFile
 {
-    /// <summary>Throws an <see cref="IOException"/> naming <paramref name="what"/> and the path unless it is a non-empty regular file.</summary>
+    /// <summary>Throws an <see cref="InvalidDataException"/> naming <paramref name="what"/> and the path unless it is a non-empty regular file.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static void Require(string path, string what)
     {
@@ -19,7 +19,7 @@ public static class RegularFile
         }
         if (info.Length == 0)
         {
-            throw new IOException($"{what} '{path}' is empty or not a regular file (a pipe or a device)");
+            throw new InvalidDataException($"{what} '{path}' is empty or not a regular file (a pipe or a device)");
         }
     }
 }

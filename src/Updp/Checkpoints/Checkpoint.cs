@@ -160,7 +160,7 @@ public static class Checkpoint
             // Explicit JSON nulls would otherwise surface as null collections.
             return meta with { Classes = meta.Classes ?? [], Metrics = meta.Metrics ?? new Dictionary<string, double>() };
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception e) when (e is JsonException or IOException or InvalidDataException or UnauthorizedAccessException or InvalidOperationException)
         {
             throw new CheckpointException($"cannot read sidecar '{sidecar}': {e.Message}", sidecar, e);
         }

@@ -10,14 +10,14 @@ public partial class CliTests
     public static TheoryData<string> VerbsThatRunModels() => new()
     {
         "train --model convnext_atto --out {0}/train",
-        "eval --checkpoint {0}/missing.safetensors",
-        "predict --checkpoint {0}/missing.safetensors --tensor {0}/missing-input.safetensors --out {0}/predictions.json",
-        "supernet --checkpoint {0}/missing.safetensors --max-pruned 1 --out {0}/supernet",
-        "search --checkpoint {0}/missing.safetensors --blocks 1 --out {0}/search",
-        "finetune --checkpoint {0}/missing.safetensors --pruned 1 --out {0}/finetune",
-        "prune --checkpoint {0}/missing.safetensors --blocks 1 --out {0}/prune",
-        "merge --checkpoint {0}/missing.safetensors --out {0}/merged.safetensors",
-        "export --checkpoint {0}/missing.safetensors --onnx {0}/model.onnx",
+        "eval --checkpoint {1}",
+        "predict --checkpoint {1} --tensor {1} --out {0}/predictions.json",
+        "supernet --checkpoint {1} --max-pruned 1 --out {0}/supernet",
+        "search --checkpoint {1} --blocks 1 --out {0}/search",
+        "finetune --checkpoint {1} --pruned 1 --out {0}/finetune",
+        "prune --checkpoint {1} --blocks 1 --out {0}/prune",
+        "merge --checkpoint {1} --out {0}/merged.safetensors",
+        "export --checkpoint {1} --onnx {0}/model.onnx",
         "bench --model convnext_atto --runs 1 --warmup 0",
         "demo --out {0}/demo --epochs 1",
     };
@@ -28,12 +28,15 @@ public partial class CliTests
     {
         Assert.False(cuda.is_available(), "the repository builds against the CPU libtorch package (TorchSharp-cpu); this test expects no CUDA device");
         using var dir = new TempDir();
-        string[] args = [.. string.Format(System.Globalization.CultureInfo.InvariantCulture, verb, dir.Path).Split(' '), "--device", "cuda"];
+        // An input that exists (the parser checks that first), but is no checkpoint: the device must be refused before it is read.
+        using var inputs = new TempDir();
+        var input = inputs.Write("model.safetensors", [1, 2, 3]);
+        string[] args = [.. string.Format(System.Globalization.CultureInfo.InvariantCulture, verb, dir.Path, input).Split(' '), "--device", "cuda"];
 
         var (code, stdout, stderr) = Run(args);
 
         Assert.Equal(2, code);
-        // The device is checked first: not the missing checkpoint, not the data, nothing printed or written.
+        // The device is checked before the checkpoint is read or the data loaded: nothing printed or written.
         Assert.Equal(
             "error: --device cuda: TorchSharp reports no CUDA device (this build uses the CPU libtorch package; see docs/DEVICES.md)",
             stderr.TrimEnd('\n'));
@@ -44,7 +47,8 @@ public partial class CliTests
     [Fact]
     public void ADeviceThatIsNoDeviceIsAnInputError()
     {
-        var (code, stdout, stderr) = Run("eval", "--checkpoint", "missing.safetensors", "--device", "gpu");
+        using var inputs = new TempDir();
+        var (code, stdout, stderr) = Run("eval", "--checkpoint", inputs.Write("model.safetensors", [1, 2, 3]), "--device", "gpu");
         Assert.Equal(2, code);
         Assert.Equal("error: --device 'gpu': expected cpu, cuda or cuda:N", stderr.TrimEnd('\n'));
         Assert.Equal("", stdout);

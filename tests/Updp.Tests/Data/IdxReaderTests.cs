@@ -60,7 +60,8 @@ public sealed class IdxReaderTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => IdxReader.ReadImages(path));
 
         Assert.Contains("empty-idx3-ubyte", e.Message);
-        Assert.Contains("16-byte header, got 0 bytes", e.Message);
+        // Refused before it is opened: a named pipe reports length 0 too, and opening one would block.
+        Assert.Contains("is empty or not a regular file", e.Message);
     }
 
     [Theory]

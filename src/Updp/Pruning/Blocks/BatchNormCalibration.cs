@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Updp.Pruning;
+namespace Updp.Pruning.Blocks;
 
 /// <summary>Recomputes batch-norm running statistics from training batches (docs/METHOD.md#batch-norm-calibration).</summary>
 public static class BatchNormCalibration
