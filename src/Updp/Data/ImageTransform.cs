@@ -127,29 +127,7 @@ public sealed class ImageTransform : IImageTransform
         // (y + rowShift, column(x) + columnShift), and anything outside the source is padding.
         var rowShift = augmentation.CropTop - CropPadding - ((size - height) / 2);
         var columnShift = augmentation.CropLeft - CropPadding - ((size - width) / 2);
-        for (var c = 0; c < channels; c++)
-        {
-            var lookup = _lookup[c];
-            var padding = lookup[0];
-            var plane = destination.Slice(c * size * size, size * size);
-            for (var y = 0; y < size; y++)
-            {
-                var row = plane.Slice(y * size, size);
-                var sourceRow = y + rowShift;
-                if ((uint)sourceRow >= (uint)height)
-                {
-                    row.Fill(padding);
-                    continue;
-                }
-
-                var source = image.Slice(sourceRow * width * channels, width * channels);
-                for (var x = 0; x < size; x++)
-                {
-                    var sourceColumn = (augmentation.Flip ? size - 1 - x : x) + columnShift;
-                    row[x] = (uint)sourceColumn < (uint)width ? lookup[source[(sourceColumn * channels) + c]] : padding;
-                }
-            }
-        }
+        NormalizedWindow.Write(image, height, width, rowShift, columnShift, augmentation.Flip, size, _lookup, destination);
     }
 }
 

@@ -192,34 +192,8 @@ public sealed class ResizeCropTransform : IImageTransform
     private static int CenterOffset(int size, int crop) =>
         size >= crop ? (int)Math.Round((size - crop) / 2.0, MidpointRounding.ToEven) : -((crop - size) / 2);
 
-    // Copies the T×T window at (top, left) of an HWC image into CHW floats, normalising through the
-    // look-up tables; pixels outside the image are zero before normalisation (torchvision's padding).
-    private void Write(byte[] pixels, int height, int width, int top, int left, bool flip, Span<float> destination)
-    {
-        var size = TargetSize;
-        var channels = Channels;
-        for (var c = 0; c < channels; c++)
-        {
-            var lookup = _lookup[c];
-            var plane = destination.Slice(c * size * size, size * size);
-            for (var y = 0; y < size; y++)
-            {
-                var sourceRow = y + top;
-                var row = plane.Slice(y * size, size);
-                if ((uint)sourceRow >= (uint)height)
-                {
-                    row.Fill(lookup[0]);
-                    continue;
-                }
-
-                for (var x = 0; x < size; x++)
-                {
-                    var sourceColumn = (flip ? size - 1 - x : x) + left;
-                    row[x] = (uint)sourceColumn < (uint)width ? lookup[pixels[(((sourceRow * width) + sourceColumn) * channels) + c]] : lookup[0];
-                }
-            }
-        }
-    }
+    private void Write(byte[] pixels, int height, int width, int top, int left, bool flip, Span<float> destination) =>
+        NormalizedWindow.Write(pixels, height, width, top, left, flip, TargetSize, _lookup, destination);
 }
 
 /// <summary>A crop of an image: its top-left corner and size, in pixels.</summary>
