@@ -232,6 +232,33 @@ public partial class CliTests
         }
     }
 
+    [Fact]
+    public void MergeDropsTheFadedBlocksOfAMixedCheckpoint()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var loaded = Checkpoint.Load(baseline, options: PrunedModels.LoadOptions);
+        var pruned = dir.File("mixed/pruned.safetensors");
+        using (var model = loaded.Model)
+        {
+            model.Prune(4).Lambda = 1;
+            model.Fade(7).Lambda = 1;
+            Checkpoint.Save(model, pruned, PrunedModels.Describe(model, loaded.Meta));
+        }
+        var merged = dir.File("merged.safetensors");
+
+        var (code, stdout, err) = Run("merge", "--checkpoint", pruned, "--out", merged, "--check-images", "64");
+
+        Assert.True(code == 0, err);
+        Assert.Contains("merged blocks 4, dropped 7", stdout);
+        var meta = Checkpoint.ReadMeta(merged)!;
+        Assert.InRange(meta.Metrics["merge_max_abs_diff"], 0, meta.Metrics["merge_tolerance"]);
+        var state = PruningState.FromMeta(meta)!;
+        Assert.Equal([4], state.Merged);
+        Assert.Equal([7], state.Dropped);
+        Assert.Null(state.Fading);
+    }
+
     // A candidate's (or a run's) forms: block → merge | drop, in block order.
     private static SortedDictionary<int, string> Forms(JsonElement element) =>
         new(element.GetProperty("forms").EnumerateObject().ToDictionary(f => int.Parse(f.Name, CultureInfo.InvariantCulture), f => f.Value.GetString()!));

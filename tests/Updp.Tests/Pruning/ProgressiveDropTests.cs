@@ -241,6 +241,20 @@ public class ProgressiveDropTests
     }
 
     [Fact]
+    public void PruneAndMergeRefusesAHalfFadedBlockBeforeChangingAnything()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Model("convnext_atto");
+        model.Fade(3).Lambda = 0.5;
+
+        var e = Assert.Throws<ArgumentException>(() => Merger.PruneAndMerge(model, [1], [Input(18)]));
+
+        Assert.Contains("block 3", e.Message);
+        Assert.Equal(BlockForm.Original, model.FormOf(1));
+        Assert.Equal(BlockForm.Fading, model.FormOf(3));
+    }
+
+    [Fact]
     public void AFadingBlockIsSavedWithItsLambdaAndLoadsBackUnderTheOriginalNames()
     {
         using var dir = new TempDir();

@@ -75,7 +75,7 @@ public static class Merger
     /// The merge's report, with <see cref="MergeReport.ParamsBefore"/> counted on the model as given
     /// (before pruning); <see cref="MergeReport.MergedBlocks"/> also lists blocks that were pruned at λ = 1 before.
     /// </returns>
-    /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned with λ &lt; 1; nothing was changed.</exception>
+    /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned or fading with λ &lt; 1; nothing was changed.</exception>
     /// <exception cref="MergeVerificationException">The merged model's outputs differ from the pruned one's by more than the tolerance; the blocks are left pruned at λ = 1, unmerged.</exception>
     public static MergeReport PruneAndMerge(ImageClassifier model, IEnumerable<int> blocks, IReadOnlyList<Tensor> calibration, int randomBatches = 1, int seed = 0)
     {
@@ -106,11 +106,16 @@ public static class Merger
         {
             throw new ArgumentException($"block {twice.Key} is listed more than once", nameof(blocks));
         }
-        // Every pruned block gets merged, so one that is only partly pruned would fail after the change.
+        // Every pruned block gets merged and every fading one dropped, so one that is only partly so would fail after the change.
         if (model.PrunedBlocks().Where(p => p.Progressive.Lambda != 1).Select(p => p.Block).FirstOrDefault() is { } partial)
         {
             throw new ArgumentException(
                 $"{BlockPruning.Describe(partial)} is pruned with λ = {((IProgressiveBlock)partial.Module).Lambda:G6}; only λ = 1 can be merged", nameof(model));
+        }
+        if (model.FadingBlocks().FirstOrDefault(f => f.Fading.Lambda != 1) is { Block: { } fading } half)
+        {
+            throw new ArgumentException(
+                $"{BlockPruning.Describe(fading)} is fading with λ = {half.Fading.Lambda:G6}; only λ = 1 can be dropped", nameof(model));
         }
         var paramsBefore = ModelProfiler.CountParameters(model);
         var pruned = chosen.Select(index =>
