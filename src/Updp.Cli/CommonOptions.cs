@@ -75,6 +75,27 @@ internal static class CommonOptions
         teacher is null ? null : new DistillationOptions { Teacher = teacher, Alpha = alpha, Temperature = temperature };
 
     /// <summary>
+    /// <c>--method</c> of the stages before fine-tuning (<c>supernet</c>, <c>search</c>): which block
+    /// forms the supernet is trained for and the search chooses among (docs/METHOD.md#mixed).
+    /// </summary>
+    public static Option<string> SpaceMethod(string stage) => new("--method")
+    {
+        Description = $"updp: every {stage} block is merged (what updp, direct and drop fine-tune); " +
+            $"mixed: each {stage} block is merged or, where its family allows dropping it, dropped (see `updp finetune --method mixed`).",
+        DefaultValueFactory = _ => "updp",
+    };
+
+    /// <summary>updp or mixed (<see cref="SpaceMethod"/>); anything else is an input error naming the value.</summary>
+    public static SearchSpace ParseSpace(string? value) => value?.ToLowerInvariant() switch
+    {
+        "updp" => SearchSpace.Merge,
+        "mixed" => SearchSpace.Mixed,
+        "direct" or "drop" => throw new ArgumentException(
+            $"--method '{value}': expected updp or mixed here; direct and drop are fine-tuning methods that start from a updp supernet and search"),
+        _ => throw new ArgumentException($"--method '{value}': expected updp or mixed"),
+    };
+
+    /// <summary>
     /// Parses a list of 0-based block indices ("3,5,8"); an ArgumentException (exit code 2) names
     /// the option, the value and what was expected.
     /// </summary>

@@ -164,8 +164,10 @@ internal static class ConsoleProgress
         return result;
     }
 
-    internal static string SearchLine(SearchProgress p) =>
-        $"search {p.Scored}/{p.Budget} subsets: [{string.Join(",", p.Blocks)}] {p.ValTop1:P1}, best {p.BestValTop1:P1}";
+    internal static string SearchLine(SearchProgress p) => p.Dropped is null
+        ? $"search {p.Scored}/{p.Budget} subsets: [{string.Join(",", p.Blocks)}] {p.ValTop1:P1}, best {p.BestValTop1:P1}"
+        // A mixed search: "d" marks a dropped block, as in search.json's forms.
+        : $"search {p.Scored}/{p.Budget} assignments: [{string.Join(",", p.Blocks.Select(b => p.Dropped.Contains(b) ? $"{b}d" : $"{b}"))}] {p.ValTop1:P1}, best {p.BestValTop1:P1}";
 
     private static void PrintEpoch(EpochResult epoch) => AnsiConsole.MarkupLine(Markup.Escape(
         $"epoch {epoch.Epoch}: train loss {epoch.TrainLoss:F4} top-1 {epoch.TrainTop1:P2} | val loss {epoch.ValLoss:F4} top-1 {epoch.ValTop1:P2}" +

@@ -29,7 +29,7 @@ internal static class LatencyOptions
     /// Measures (and caches) the latency table on <paramref name="device"/> when needed and says so.
     /// </summary>
     public static (int K, LatencyBudget? Budget) Resolve(string checkpoint, int? blocks, double? budgetMs, int batch, string? tablePath,
-        IReadOnlyList<int>? candidates, TorchSharp.torch.Device? device = null)
+        IReadOnlyList<int>? candidates, TorchSharp.torch.Device? device = null, SearchSpace space = SearchSpace.Merge)
     {
         if (budgetMs is not double ms)
         {
@@ -41,11 +41,11 @@ internal static class LatencyOptions
             throw new ArgumentException($"'{checkpoint}': --latency-budget needs a checkpoint with a sidecar naming its model and input size (written by updp)");
         }
         AnsiConsole.MarkupLine(Markup.Escape($"latency table of {config.Name} at batch {batch}, {preprocessing.InputSize}×{preprocessing.InputSize}..."));
-        var budget = LatencyBudget.Create(config, preprocessing.InputSize, ms, batch, tablePath, out var measured, device);
+        var budget = LatencyBudget.Create(config, preprocessing.InputSize, ms, batch, tablePath, out var measured, device, space);
         AnsiConsole.MarkupLine(Markup.Escape(
             $"{(measured ? "measured" : "reused")} {budget.TablePath}: unpruned {budget.Table.ModelMs:F2} ms, every block merged {budget.Table.AllMergedMs:F2} ms " +
             $"(predicted {budget.Table.Predict(budget.Table.Blocks.Select(b => b.Index)):F2} ms)"));
-        var k = blocks ?? budget.FewestBlocks(candidates ?? [.. budget.Table.Blocks.Select(b => b.Index)]);
+        var k = blocks ?? budget.FewestBlocks(candidates ?? [.. budget.Table.Blocks.Select(b => b.Index)], space);
         return (k, budget);
     }
 }

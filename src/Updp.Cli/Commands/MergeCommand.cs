@@ -44,7 +44,7 @@ internal static class MergeCommand
             var before = ModelProfiler.CountParameters(classifier);
             var inputs = ModelLoading.CheckInputs(parse.GetValue(data)!, loaded.Meta, classifier, parse.GetValue(images));
             var report = Merger.MergeAll(classifier, inputs);
-            if (report.MergedBlocks.Count == 0)
+            if (report.MergedBlocks.Count == 0 && report.DroppedBlocks.Count == 0)
             {
                 throw new ArgumentException($"'{parse.GetValue(checkpoint)}' has no fully pruned (λ = 1) blocks to merge");
             }
@@ -55,7 +55,8 @@ internal static class MergeCommand
             };
             Checkpoint.Save(classifier, target, PrunedModels.Describe(classifier, (loaded.Meta ?? new CheckpointMeta()) with { Metrics = metrics, Created = null }));
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"merged blocks {string.Join(",", report.MergedBlocks)}: {before:N0} → {ModelProfiler.CountParameters(classifier):N0} params; " +
+                $"merged blocks {string.Join(",", report.MergedBlocks)}" +
+                (report.DroppedBlocks.Count > 0 ? $", dropped {string.Join(",", report.DroppedBlocks)} (faded out, docs/METHOD.md#progressive-drop)" : "") + $": {before:N0} → {ModelProfiler.CountParameters(classifier):N0} params; " +
                 $"max |Δ| {report.MaxAbsDiff:G3} ≤ {report.Tolerance:G3} on {report.Batches} batches (real and random)"));
             AnsiConsole.MarkupLine(Markup.Escape($"wrote {target}"));
             return 0;

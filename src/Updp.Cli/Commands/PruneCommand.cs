@@ -23,7 +23,13 @@ internal static class PruneCommand
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
-        var method = new Option<string>("--method") { Description = "Stage 3: updp, direct or drop (see `updp finetune --help`).", DefaultValueFactory = _ => "updp" };
+        var method = new Option<string>("--method")
+        {
+            Description = "updp, direct or drop: how stage 3 prunes the K blocks a merge-only search chose (see `updp finetune --help`); " +
+                "mixed: the supernet and the search cover keep | merge | drop per block (drop only where the family allows it), " +
+                "and stage 3 ramps the merged blocks and fades the dropped ones out.",
+            DefaultValueFactory = _ => "updp",
+        };
         var outDir = new Option<string>("--out") { Description = "Run directory (supernet/, search.json, finetune/, merged.safetensors, metrics.json, report.md).", Required = true }.OutputPath(isDirectory: true);
         var supernet = new Option<string?>("--supernet")
         {
@@ -58,7 +64,7 @@ internal static class PruneCommand
         var device = CommonOptions.Device();
         var command = new Command("prune",
             "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +
-            "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md. " +
+            "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md; with --method mixed they give each block's form. " +
             "Run it again after an interruption: finished stages (found by their output files) are skipped.")
         {
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
@@ -139,7 +145,10 @@ internal static class PruneCommand
         var table = new Table().AddColumns("model", "test top-1", "params", "MACs", "ms b1", "ms b32", "ORT ms b1", "ORT ms b32");
         table.AddRow("baseline", m.BaselineTop1.ToString("P2"), m.BaselineParams.ToString("N0"), m.BaselineMacs.ToString("N0"),
             m.BaselineLatencyMsB1.ToString("F2"), m.BaselineLatencyMsB32.ToString("F2"), m.OnnxBaselineLatencyMsB1.ToString("F2"), m.OnnxBaselineLatencyMsB32.ToString("F2"));
-        table.AddRow(Markup.Escape($"merged [{string.Join(",", m.Blocks)}]"), m.Top1.ToString("P2"), m.Params.ToString("N0"), m.Macs.ToString("N0"),
+        var label = m.Forms is null
+            ? $"merged [{string.Join(",", m.Blocks)}]"
+            : $"merged [{string.Join(",", m.Blocks.Select(b => m.Forms.GetValueOrDefault(b) == BlockAssignment.DropForm ? $"{b} drop" : $"{b}"))}]";
+        table.AddRow(Markup.Escape(label), m.Top1.ToString("P2"), m.Params.ToString("N0"), m.Macs.ToString("N0"),
             m.LatencyMsB1.ToString("F2"), m.LatencyMsB32.ToString("F2"), m.OnnxLatencyMsB1.ToString("F2"), m.OnnxLatencyMsB32.ToString("F2"));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Markup.Escape(

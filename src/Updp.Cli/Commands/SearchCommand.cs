@@ -22,6 +22,7 @@ internal static class SearchCommand
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
         var candidates = new Option<string?>("--candidates") { Description = "Blocks subsets are drawn from, e.g. 1,2,3 (0-based; default: every block)." };
+        var method = CommonOptions.SpaceMethod("chosen");
         var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true }.OutputPath(isDirectory: true);
         var strategy = new SearchStrategy();
         var population = new Option<int>("--population") { Description = "Evolutionary search: subsets per generation.", DefaultValueFactory = _ => strategy.Population }.Range(2, 100_000);
@@ -39,9 +40,10 @@ internal static class SearchCommand
             "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json. " +
             "Every subset is scored when there are at most --exhaustive-limit of them; otherwise an evolutionary search " +
             "(a random population of --population subsets, then --generations rounds of mutation and crossover among the better half, " +
-            "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed).")
+            "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed). " +
+            "With --method mixed the candidates are assignments: K blocks, each merged or (where it can be) dropped; search.json then gives each block's form.")
         {
-            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, method, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
             device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
@@ -51,8 +53,9 @@ internal static class SearchCommand
             var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
+            var space = CommonOptions.ParseSpace(parse.GetValue(method));
             var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
-                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on);
+                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on, space);
             var options = new SearchOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
@@ -65,6 +68,7 @@ internal static class SearchCommand
                     Device = on,
                 },
                 Blocks = k,
+                Space = space,
                 Latency = latency,
                 OutDir = parse.GetValue(outDir)!,
                 Candidates = candidateList,
@@ -89,11 +93,17 @@ internal static class SearchCommand
     /// <summary>The best candidates as a table.</summary>
     public static void Render(SearchResult result, int top)
     {
+        var mixed = result.Space is not null;
         AnsiConsole.MarkupLine(Markup.Escape(
-            $"{result.Method} search of K = {result.PrunedBlocks} among blocks {string.Join(",", result.CandidateBlocks)}: " +
-            $"{result.Scored} of {result.Subsets} subsets scored on {result.ValidationImages} validation images in {result.Seconds:F0} s"));
+            $"{result.Method} {(mixed ? "mixed " : "")}search of K = {result.PrunedBlocks} among blocks {string.Join(",", result.CandidateBlocks)}" +
+            (result.DroppableBlocks is { } droppable ? $" (droppable {string.Join(",", droppable)})" : "") + ": " +
+            $"{result.Scored} of {result.Subsets} {(mixed ? "assignments" : "subsets")} scored on {result.ValidationImages} validation images in {result.Seconds:F0} s"));
         var latency = result.Latency;
         var table = new Table().AddColumns("rank", "blocks", "val top-1", "params", "MACs");
+        if (mixed)
+        {
+            table.AddColumn("dropped");
+        }
         if (latency is not null)
         {
             table.AddColumn($"predicted ms (b{latency.Batch})");
@@ -101,9 +111,17 @@ internal static class SearchCommand
         foreach (var (c, i) in result.Candidates.Take(Math.Max(top, 0)).Select((c, i) => (c, i)))
         {
             string[] cells = [(i + 1).ToString(), string.Join(",", c.Blocks), c.ValTop1.ToString("P2"), c.Params.ToString("N0"), c.Macs.ToString("N0")];
+            if (mixed)
+            {
+                cells = [.. cells, c.Assignment.Dropped.Count > 0 ? string.Join(",", c.Assignment.Dropped) : "-"];
+            }
             table.AddRow(latency is null ? cells : [.. cells, c.LatencyMs?.ToString("F2") ?? ""]);
         }
         string[] unpruned = ["", "(none pruned)", "", result.Original.Params.ToString("N0"), result.Original.Macs.ToString("N0")];
+        if (mixed)
+        {
+            unpruned = [.. unpruned, ""];
+        }
         table.AddRow(latency is null ? unpruned : [.. unpruned, latency.ModelMs.ToString("F2")]);
         AnsiConsole.Write(table);
         if (latency is not null)

@@ -9,10 +9,19 @@ using static TorchSharp.torch;
 namespace Updp.Benchmarks;
 
 /// <summary>One block's measured latency in its original and in its merged form, on its own input.</summary>
-public sealed record BlockLatency(int Index, double OriginalMs, double MergedMs)
+/// <param name="DroppedMs">
+/// Its dropped form's (the identity, or what a strided block keeps of its shortcut; docs/METHOD.md#mixed);
+/// null where the block cannot be dropped, and in tables measured before dropped forms were.
+/// </param>
+public sealed record BlockLatency(int Index, double OriginalMs, double MergedMs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? DroppedMs = null)
 {
     /// <summary>What merging this block saves (negative when the merged form is slower).</summary>
     public double SavingMs => OriginalMs - MergedMs;
+
+    /// <summary>What dropping this block saves; null where it cannot be dropped (or was not measured).</summary>
+    [JsonIgnore]
+    public double? DropSavingMs => OriginalMs - DroppedMs;
 }
 
 /// <summary>
@@ -20,6 +29,8 @@ public sealed record BlockLatency(int Index, double OriginalMs, double MergedMs)
 /// table a latency-aware search predicts subsets' latency from (as LayerMerge does), instead of
 /// timing every candidate. A block's time depends only on its own form and input shape, and merging
 /// keeps the shape, so a subset S is predicted at <see cref="ModelMs"/> − Σ_{i∈S} saving_i.
+/// Dropped forms keep the shape too, so an assignment of the mixed space subtracts each dropped
+/// block's drop saving instead (<see cref="HasDroppedForms"/>).
 /// <see cref="AllMergedMs"/>, the whole model with every block merged, measured, shows how far that
 /// additivity holds. Random weights: latency does not depend on their values.
 /// </summary>
@@ -60,6 +71,9 @@ public sealed record BlockLatencyTable
 
     public required IReadOnlyList<BlockLatency> Blocks { get; init; }
 
+    /// <summary>Whether every block that can be dropped has its <see cref="BlockLatency.DroppedMs"/> (false for tables from before dropped forms).</summary>
+    public bool HasDroppedForms { get; init; }
+
     /// <summary>The predicted latency with the blocks of <paramref name="merged"/> merged and the rest original.</summary>
     /// <exception cref="ArgumentException">A block is not in the table.</exception>
     public double Predict(IEnumerable<int> merged)
@@ -72,13 +86,34 @@ public sealed record BlockLatencyTable
     }
 
     /// <summary>
+    /// The predicted latency with the blocks of <paramref name="merged"/> merged, those of
+    /// <paramref name="dropped"/> dropped and the rest original.
+    /// </summary>
+    /// <exception cref="ArgumentException">A block is not in the table, or a dropped one has no dropped time.</exception>
+    public double Predict(IEnumerable<int> merged, IEnumerable<int> dropped)
+    {
+        ArgumentNullException.ThrowIfNull(dropped);
+        var drops = dropped.Distinct().ToList();
+        if (drops.Count == 0)
+        {
+            return Predict(merged);
+        }
+        var byIndex = Blocks.ToDictionary(b => b.Index);
+        return Predict(merged) - drops.Sum(i => byIndex.TryGetValue(i, out var b) && b.DropSavingMs is double saving
+            ? saving
+            : throw new ArgumentException($"block {i} has no dropped time in the latency table", nameof(dropped)));
+    }
+
+    /// <summary>
     /// The fewest blocks among <paramref name="candidates"/> whose merging can bring the predicted
     /// latency within <paramref name="budgetMs"/> (the largest savings first), or null if even all
-    /// of them cannot. 0 when the unpruned model already fits.
+    /// of them cannot. 0 when the unpruned model already fits. With <paramref name="orDrop"/> a block
+    /// counts with the larger of its merge and drop savings (the mixed space).
     /// </summary>
-    public int? FewestBlocksFor(double budgetMs, IEnumerable<int> candidates)
+    public int? FewestBlocksFor(double budgetMs, IEnumerable<int> candidates, bool orDrop = false)
     {
-        var savings = Blocks.Where(b => candidates.Contains(b.Index)).Select(b => b.SavingMs).OrderDescending().ToList();
+        var savings = Blocks.Where(b => candidates.Contains(b.Index))
+            .Select(b => orDrop && b.DropSavingMs is double drop ? Math.Max(b.SavingMs, drop) : b.SavingMs).OrderDescending().ToList();
         var ms = ModelMs;
         for (var k = 0; ; k++)
         {
@@ -100,8 +135,9 @@ public sealed record BlockLatencyTable
         && Device == Devices.Name(device ?? Devices.Cpu);
 
     /// <summary>
-    /// Times every block of a fresh model of <paramref name="config"/> in both forms, on the block's
-    /// real input shape, on <paramref name="device"/> (default the CPU).
+    /// Times every block of a fresh model of <paramref name="config"/> in its original and merged
+    /// forms and, where its rule allows dropping it, its dropped form (the three in turns), on the
+    /// block's real input shape, on <paramref name="device"/> (default the CPU).
     /// </summary>
     public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20, Device? device = null)
     {
@@ -135,8 +171,18 @@ public sealed record BlockLatencyTable
                     block.call(x);
                     Devices.Synchronize(on);
                 };
-                var (o, m) = LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
-                blocks.Add(new BlockLatency(index, o.MedianMs, m.MedianMs));
+                // The dropped form (docs/METHOD.md#mixed) shares the original block's tensors and is never put in the model.
+                if (original.CannotDrop(index) is null)
+                {
+                    var d = BlockRules.For(a).Drop(a).MoveTo(on);
+                    var times = LatencyStats.MeasureInterleaved([Forward(a), Forward(b), Forward(d)], batch, warmup, runs);
+                    blocks.Add(new BlockLatency(index, times[0].MedianMs, times[1].MedianMs, times[2].MedianMs));
+                }
+                else
+                {
+                    var (o, m) = LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
+                    blocks.Add(new BlockLatency(index, o.MedianMs, m.MedianMs));
+                }
             }
         }
         var (full, allMerged) = TorchSharpBenchmark.InferencePair(original, merged, batch, resolution, warmup, runs);
@@ -153,18 +199,22 @@ public sealed record BlockLatencyTable
             ModelMs = full.MedianMs,
             AllMergedMs = allMerged.MedianMs,
             Blocks = blocks,
+            HasDroppedForms = true,
         };
     }
 
     /// <summary>
-    /// The table in <paramref name="path"/> if it was measured for these settings on this machine;
-    /// otherwise measures one on <paramref name="device"/> (default the CPU) and writes it there
-    /// (atomically). <paramref name="measured"/> tells which.
+    /// The table in <paramref name="path"/> if it was measured for these settings on this machine
+    /// (and, with <paramref name="needDropped"/>, has the dropped forms); otherwise measures one on
+    /// <paramref name="device"/> (default the CPU) and writes it there (atomically).
+    /// <paramref name="measured"/> tells which.
     /// </summary>
-    public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20, Device? device = null)
+    public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20, Device? device = null,
+        bool needDropped = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads(), device))
+        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads(), device)
+            && (cached.HasDroppedForms || !needDropped))
         {
             measured = false;
             return cached;

@@ -47,6 +47,23 @@ internal sealed class IdentityEmitter : IOnnxEmitter
     public string Emit(OnnxEmitContext context, nn.Module module, string path, string input) => input;
 }
 
+/// <summary>
+/// A block in its progressive drop form (docs/METHOD.md#progressive-drop), for any family: the
+/// original block's emitter at λ = 0, its dropped form's at λ = 1, and both mixed in between. Both
+/// name their parameters as the original block does, so a tensor they share is stored once.
+/// </summary>
+internal sealed class FadingBlockEmitter : IOnnxEmitter
+{
+    public IReadOnlyCollection<Type> ModuleTypes { get; } = [typeof(FadingBlock)];
+
+    public string Emit(OnnxEmitContext context, nn.Module module, string path, string input)
+    {
+        var fading = (FadingBlock)module;
+        return OnnxOps.Progressive(context.Graph, OnnxEmitContext.NodeName(path, "fade"), fading.Lambda,
+            () => context.Emit(fading.Original, path, input), () => context.Emit(fading.Dropped, path, input));
+    }
+}
+
 /// <summary><c>nn.Conv2d</c> with zero padding (explicit, "same" or "valid").</summary>
 internal sealed class Conv2dEmitter : IOnnxEmitter
 {

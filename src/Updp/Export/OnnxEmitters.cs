@@ -44,6 +44,7 @@ public static class OnnxEmitters
     {
         Register(new SequentialEmitter());
         Register(new IdentityEmitter());
+        Register(new FadingBlockEmitter());
         Register(new Conv2dEmitter());
         Register(new LinearEmitter());
         Register(new DepthwiseConv2dEmitter());

@@ -87,7 +87,7 @@ public static class OnnxExporter
             proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
             proto.MetadataProps.Add(new StringStringEntryProto { Key = "updp.model", Value = JsonSerializer.Serialize(model.Config) });
             // Recorded for the reader of the file; a block of a kind without pruning rule has no form to record.
-            var state = model.Blocks.All(b => b.Module is DroppedBlock || BlockRules.Find(b.Module) is not null) ? PruningState.Of(model) : null;
+            var state = model.Blocks.All(b => b.Module is DroppedBlock or FadingBlock || BlockRules.Find(b.Module) is not null) ? PruningState.Of(model) : null;
             if (state is { IsEmpty: false })
             {
                 proto.MetadataProps.Add(new StringStringEntryProto { Key = "updp.pruning", Value = JsonSerializer.Serialize(state) });

@@ -70,6 +70,29 @@ public class BlockLatencyTableTests
     }
 
     [Fact]
+    public void ATableTimesTheDroppedFormOfEveryBlockThatCanBeDropped()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("cache/mnv2.json");
+        var config = ModelConfig.SmallInput("mobilenetv2_050");
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 1, out _, runs: 3);
+
+        // MobileNetV2's residual blocks (docs/METHOD.md#which-blocks-can-be-dropped); their dropped form is the identity.
+        Assert.True(table.HasDroppedForms);
+        Assert.Equal([2, 4, 5, 7, 8, 9, 11, 12, 14, 15], table.Blocks.Where(b => b.DroppedMs is not null).Select(b => b.Index));
+        Assert.All(table.Blocks.Where(b => b.DroppedMs is not null), b => Assert.True(b.DroppedMs < b.OriginalMs, $"block {b.Index}"));
+
+        // A table from before dropped forms serves a merge-only search and is measured again for a mixed one.
+        BlockLatencyTable.Save(table with { HasDroppedForms = false, Blocks = [.. table.Blocks.Select(b => b with { DroppedMs = null })] }, path);
+        Assert.DoesNotContain("dropped_ms", File.ReadAllText(path), StringComparison.Ordinal);
+        BlockLatencyTable.LoadOrMeasure(path, config, 32, 1, out var measured, runs: 3);
+        Assert.False(measured);
+        var again = BlockLatencyTable.LoadOrMeasure(path, config, 32, 1, out measured, runs: 3, needDropped: true);
+        Assert.True(measured);
+        Assert.True(again.HasDroppedForms);
+    }
+
+    [Fact]
     public void ATableIsForTheDeviceItWasMeasuredOn()
     {
         var cpu = Table(1, 2) with { Machine = BlockLatencyTable.ThisMachine() };

@@ -29,6 +29,60 @@ public partial class CliTests
     }
 
     [Fact]
+    public void AMixedSearchMeetsABudgetWithFewerBlocksByDroppingSome()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var config = Checkpoint.ReadMeta(baseline)!.Model!;
+        // Merging block i saves i ms of a 100 ms model, dropping it 1.5·i ms: a budget of 75 ms needs 25 ms,
+        // which no two merges save (at most 21, so the merge-only space needs three blocks) but two blocks do
+        // when at least one of them is dropped.
+        var path = dir.File("latency.json");
+        BlockLatencyTable.Save(new BlockLatencyTable
+        {
+            Config = config,
+            Resolution = 32,
+            Batch = 1,
+            Threads = get_num_threads(),
+            Machine = BlockLatencyTable.ThisMachine(),
+            ModelMs = 100,
+            AllMergedMs = 34,
+            HasDroppedForms = true,
+            Blocks = [.. Enumerable.Range(0, 12).Select(i => new BlockLatency(i, 10 + i, 10, 10 - (0.5 * i)))],
+        }, path);
+        var run = dir.File("search");
+
+        var (code, stdout, err) = Run("search", "--checkpoint", baseline, "--data", "fashion-mnist", "--method", "mixed", "--latency-budget", "75",
+            "--latency-table", path, "--out", run, "--val-limit", "50", "--calibration-batches", "1", "--population", "3", "--generations", "1");
+
+        Assert.True(code == 0, err);
+        Assert.Contains("reused", stdout);
+        using var search = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "search.json")));
+        var root = search.RootElement;
+        Assert.Equal(2, root.GetProperty("pruned_blocks").GetInt32());
+        Assert.Equal("mixed", root.GetProperty("space").GetString());
+        var candidates = root.GetProperty("candidates").EnumerateArray().ToList();
+        Assert.InRange(candidates.Count, 3, 6);
+        Assert.All(candidates, c =>
+        {
+            var forms = Forms(c);
+            var predicted = 100 - forms.Sum(f => f.Value == "drop" ? 1.5 * f.Key : f.Key);
+            Assert.Equal(predicted, c.GetProperty("latency_ms").GetDouble(), 9);
+            Assert.True(predicted <= 75, string.Join(",", forms));
+            Assert.Contains("drop", forms.Values);
+        });
+        Assert.Equal(candidates[0].GetProperty("latency_ms").GetDouble(), root.GetProperty("latency").GetProperty("predicted_ms").GetDouble(), 9);
+
+        // The merge-only space needs a third block for the same budget.
+        (code, _, err) = Run("search", "--checkpoint", baseline, "--data", "fashion-mnist", "--latency-budget", "75", "--latency-table", path,
+            "--out", dir.File("updp"), "--val-limit", "50", "--calibration-batches", "1", "--population", "3", "--generations", "1");
+        Assert.True(code == 0, err);
+        using var merged = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("updp"), "search.json")));
+        Assert.Equal(3, merged.RootElement.GetProperty("pruned_blocks").GetInt32());
+        Assert.False(merged.RootElement.TryGetProperty("space", out _));
+    }
+
+    [Fact]
     public void SearchWithALatencyBudgetChoosesTheFewestBlocksAndScoresOnlySubsetsThatFit()
     {
         using var dir = new TempDir();

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using Updp.Checkpoints;
@@ -157,8 +158,118 @@ public partial class CliTests
         Assert.Contains("no distillation", File.ReadAllText(Path.Combine(other, "report.md")));
     }
 
+    [Fact]
+    public void PruneMixedChoosesAFormPerBlockAndWritesAVerifiedMergedModel()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var run = dir.File("mixed");
+        string[] args = ["prune", "--checkpoint", baseline, "--blocks", "3", "--method", "mixed", "--out", run, "--supernet-epochs", "1",
+            "--finetune-epochs", "2", "--ramp", "0.75", "--search-population", "4", "--search-generations", "1", "--search-val-limit", "100",
+            "--latency-runs", "2", "--distill", "none", .. Quick];
+        var (code, stdout, err) = Run(args);
+        Assert.True(code == 0, err);
+
+        // The supernet drew merge or drop per block; every ConvNeXt block may be dropped.
+        using (var supernet = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "supernet", "metrics.json"))))
+        {
+            Assert.Equal("mixed", supernet.RootElement.GetProperty("space").GetString());
+            Assert.Equal(12, supernet.RootElement.GetProperty("droppable").GetArrayLength());
+        }
+        // The search ranks assignments: K blocks, each with its form.
+        using var search = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "search.json")));
+        Assert.Equal("mixed", search.RootElement.GetProperty("space").GetString());
+        Assert.Equal(Updp.Pruning.SubnetSearch.AssignmentCount(12, 12, 3), search.RootElement.GetProperty("subsets").GetInt64());
+        var candidates = search.RootElement.GetProperty("candidates").EnumerateArray().ToList();
+        Assert.InRange(candidates.Count, 4, 8);
+        Assert.All(candidates, c =>
+        {
+            var blocks = c.GetProperty("blocks").EnumerateArray().Select(b => b.GetInt32()).ToList();
+            var forms = c.GetProperty("forms").EnumerateObject().ToDictionary(f => int.Parse(f.Name, CultureInfo.InvariantCulture), f => f.Value.GetString());
+            Assert.Equal(3, blocks.Count);
+            Assert.Equal(blocks, forms.Keys.Order());
+            Assert.All(forms.Values, f => Assert.Contains(f, new[] { "merge", "drop" }));
+        });
+        Assert.Contains(candidates, c => c.GetProperty("forms").EnumerateObject().Any(f => f.Value.GetString() == "drop"));
+        var best = candidates[0];
+        var dropped = Forms(best).Where(f => f.Value == "drop").Select(f => f.Key).ToList();
+        var merged = Forms(best).Where(f => f.Value == "merge").Select(f => f.Key).ToList();
+
+        // Stage 3 fine-tuned that assignment; the merge stage merged and dropped it and checked the result.
+        using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
+        {
+            var m = metrics.RootElement;
+            Assert.Equal("mixed", m.GetProperty("method").GetString());
+            Assert.Equal(Forms(best), Forms(m));
+            Assert.Equal(best.GetProperty("macs").GetInt64(), m.GetProperty("macs").GetInt64());
+            Assert.Equal(best.GetProperty("params").GetInt64(), m.GetProperty("params").GetInt64());
+            Assert.InRange(m.GetProperty("merge_max_abs_diff").GetDouble(), 0, m.GetProperty("merge_tolerance").GetDouble());
+            Assert.InRange(m.GetProperty("onnx_relative_diff").GetDouble(), 0, 1e-4);
+        }
+        using (var finetune = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "finetune", "metrics.json"))))
+        {
+            Assert.Equal(Forms(best), Forms(finetune.RootElement));
+            Assert.Equal(2, finetune.RootElement.GetProperty("best_epoch").GetInt32());
+        }
+        var pruned = PruningState.FromMeta(Checkpoint.ReadMeta(Path.Combine(run, "finetune", "pruned.safetensors")))!;
+        Assert.Equal(merged, pruned.Pruned.Keys.Order());
+        Assert.All(pruned.Pruned.Values, l => Assert.Equal(1, l));
+        Assert.Equal(dropped, (pruned.Fading ?? new Dictionary<int, double>()).Keys.Order());
+        var state = PruningState.FromMeta(Checkpoint.ReadMeta(Path.Combine(run, "merged.safetensors")))!;
+        Assert.Equal(merged, state.Merged);
+        Assert.Equal(dropped, state.Dropped);
+        var report = File.ReadAllText(Path.Combine(run, "report.md"));
+        Assert.Contains("| block | form |", report);
+        Assert.All(dropped, b => Assert.Contains($"| {b} | dropped |", report));
+        Assert.All(merged, b => Assert.Contains($"| {b} | merged |", report));
+
+        // A second run finds every stage done, the mixed ones included.
+        (code, stdout, err) = Run(args);
+        Assert.True(code == 0, err);
+        foreach (var stage in new[] { "supernet", "search", "finetune", "merge" })
+        {
+            Assert.Contains($"{stage}: skipped", stdout);
+        }
+    }
+
+    [Fact]
+    public void MergeDropsTheFadedBlocksOfAMixedCheckpoint()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var loaded = Checkpoint.Load(baseline, options: PrunedModels.LoadOptions);
+        var pruned = dir.File("mixed/pruned.safetensors");
+        using (var model = loaded.Model)
+        {
+            model.Prune(4).Lambda = 1;
+            model.Fade(7).Lambda = 1;
+            Checkpoint.Save(model, pruned, PrunedModels.Describe(model, loaded.Meta));
+        }
+        var merged = dir.File("merged.safetensors");
+
+        var (code, stdout, err) = Run("merge", "--checkpoint", pruned, "--out", merged, "--check-images", "64");
+
+        Assert.True(code == 0, err);
+        Assert.Contains("merged blocks 4, dropped 7", stdout);
+        var meta = Checkpoint.ReadMeta(merged)!;
+        Assert.InRange(meta.Metrics["merge_max_abs_diff"], 0, meta.Metrics["merge_tolerance"]);
+        var state = PruningState.FromMeta(meta)!;
+        Assert.Equal([4], state.Merged);
+        Assert.Equal([7], state.Dropped);
+        Assert.Null(state.Fading);
+    }
+
+    // A candidate's (or a run's) forms: block → merge | drop, in block order.
+    private static SortedDictionary<int, string> Forms(JsonElement element) =>
+        new(element.GetProperty("forms").EnumerateObject().ToDictionary(f => int.Parse(f.Name, CultureInfo.InvariantCulture), f => f.Value.GetString()!));
+
     [Theory]
     [InlineData("finetune --checkpoint BASE --pruned 3,x --out OUT", "'3,x'")]
+    [InlineData("supernet --checkpoint BASE --max-pruned 2 --method drop --out OUT", "'drop'")]
+    [InlineData("search --checkpoint BASE --blocks 2 --method fold --out OUT", "'fold'")]
+    [InlineData("finetune --checkpoint BASE --pruned 1,2 --dropped 2 --out OUT", "--dropped")]
+    [InlineData("finetune --checkpoint BASE --pruned 1,2 --method mixed --dropped 5 --out OUT", "block 5")]
+    [InlineData("prune --checkpoint BASE --blocks 2 --method mixd --out OUT", "'mixd'")]
     [InlineData("finetune --checkpoint BASE --pruned 3,99 --out OUT", "99")]
     [InlineData("finetune --checkpoint BASE --pruned 1,2 --method fold --out OUT", "'fold'")]
     [InlineData("finetune --checkpoint BASE --pruned 1,2 --init supernet --out OUT", "not a supernet")]

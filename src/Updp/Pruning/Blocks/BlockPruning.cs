@@ -64,8 +64,40 @@ public static class BlockPruning
     public static string? CannotDrop(this ImageClassifier model, int index)
     {
         var module = Block(model, index).Module;
-        return FormOf(module) == BlockForm.Dropped ? null : BlockRules.For(module).CannotDrop(module);
+        return FormOf(module) is BlockForm.Dropped or BlockForm.Fading ? null : BlockRules.For(module).CannotDrop(module);
     }
+
+    /// <summary>
+    /// Puts block <paramref name="index"/> in its progressive drop form at λ=0 (the model computes
+    /// what it did before; docs/METHOD.md#progressive-drop), or returns it if it is already fading.
+    /// At λ=1 the block computes its dropped form; <see cref="Merger.MergeAll"/> then drops it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The block cannot be dropped (<see cref="IBlockRule.CannotDrop"/>).</exception>
+    /// <exception cref="InvalidOperationException">The block is not original (pruned, merged or dropped).</exception>
+    public static IFadingBlock Fade(this ImageClassifier model, int index)
+    {
+        var block = Block(model, index);
+        switch (FormOf(block.Module))
+        {
+            case BlockForm.Fading:
+                return (IFadingBlock)block.Module;
+            case BlockForm.Original:
+                if (model.CannotDrop(index) is { } reason)
+                {
+                    throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
+                }
+                var original = (nn.Module<Tensor, Tensor>)block.Module;
+                var fading = new FadingBlock(original, BlockRules.For(original).Drop(original).MoveTo(Devices.Of(model)));
+                model.ReplaceBlock(index, fading);
+                return fading;
+            case var form:
+                throw new InvalidOperationException($"{Describe(block)} is {form.ToString().ToLowerInvariant()}; only an original block can fade out");
+        }
+    }
+
+    /// <summary>The blocks in their progressive drop form, in execution order.</summary>
+    public static IEnumerable<(PrunableBlock Block, IFadingBlock Fading)> FadingBlocks(this ImageClassifier model) =>
+        model.Blocks.Where(b => b.Module is IFadingBlock).Select(b => (b, (IFadingBlock)b.Module));
 
     /// <summary>
     /// Replaces block <paramref name="index"/>, in whatever form, by its dropped form: the identity,
@@ -83,7 +115,23 @@ public static class BlockPruning
         {
             throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
         }
-        model.ReplaceBlock(index, BlockRules.For(block.Module).Drop(block.Module).MoveTo(Devices.Of(model)));
+        model.ReplaceBlock(index, DroppedForm(block.Module).MoveTo(Devices.Of(model)));
+    }
+
+    /// <summary>
+    /// Block <paramref name="index"/>'s dropped form as a module of its own, on the model's device,
+    /// without putting it in the model: a supernet or search step swaps it in with
+    /// <see cref="ImageClassifier.ReplaceBlock"/> and back. It shares the block's tensors.
+    /// </summary>
+    /// <exception cref="ArgumentException">The block cannot be dropped.</exception>
+    internal static nn.Module<Tensor, Tensor> DroppedForm(this ImageClassifier model, int index)
+    {
+        var block = Block(model, index);
+        if (model.CannotDrop(index) is { } reason)
+        {
+            throw new ArgumentException($"{Describe(block)} cannot be dropped: {reason}", nameof(index));
+        }
+        return DroppedForm(block.Module).MoveTo(Devices.Of(model));
     }
 
     /// <summary>The blocks in their progressive form, in execution order.</summary>
@@ -106,10 +154,33 @@ public static class BlockPruning
         return model.ReplaceBlock(index, merged);
     }
 
+    /// <summary>Replaces a fading block at λ=1 by its dropped form, which computes the same; returns the fading block.</summary>
+    internal static nn.Module<Tensor, Tensor> FinishFade(this ImageClassifier model, int index)
+    {
+        var block = Block(model, index);
+        if (block.Module is not FadingBlock fading)
+        {
+            throw new InvalidOperationException($"{Describe(block)} is {FormOf(block.Module).ToString().ToLowerInvariant()}; only a fading block can finish fading");
+        }
+        if (fading.Lambda != 1)
+        {
+            throw new InvalidOperationException($"{Describe(block)} has λ = {fading.Lambda:G6}; only a fully faded block (λ = 1) can be dropped");
+        }
+        return model.ReplaceBlock(index, fading.Dropped);
+    }
+
     internal static string Describe(PrunableBlock block) => $"block {block.Index} ({block.Path})";
 
-    private static BlockForm FormOf(nn.Module module) =>
-        module is DroppedBlock ? BlockForm.Dropped : BlockRules.For(module).FormOf(module);
+    private static BlockForm FormOf(nn.Module module) => module switch
+    {
+        DroppedBlock => BlockForm.Dropped,
+        FadingBlock => BlockForm.Fading,
+        _ => BlockRules.For(module).FormOf(module),
+    };
+
+    // A fading block's dropped form is the one it fades to.
+    private static nn.Module<Tensor, Tensor> DroppedForm(nn.Module module) =>
+        module is FadingBlock fading ? fading.Dropped : BlockRules.For(module).Drop(module);
 
     private static PrunableBlock Block(ImageClassifier model, int index)
     {

@@ -19,6 +19,12 @@ public enum BlockForm
 
     /// <summary>Removed: the block computes the identity (the <c>drop</c> comparison method).</summary>
     Dropped,
+
+    /// <summary>
+    /// On its way to <see cref="Dropped"/> (<see cref="IFadingBlock"/>, the progressive drop of the
+    /// <c>mixed</c> method): the original block at λ=0, its dropped form at λ=1.
+    /// </summary>
+    Fading,
 }
 
 /// <summary>
@@ -37,6 +43,18 @@ public interface IProgressiveBlock
     /// it adds none and runs the original block's own, which it shares with the original form.
     /// </summary>
     IReadOnlyList<BatchNorm> BatchNorms { get; }
+}
+
+/// <summary>
+/// A block in its progressive drop form (docs/METHOD.md#progressive-drop): with one λ ∈ [0,1] it
+/// computes (1−λ)·B(x) + λ·D(x), B the original block and D its dropped form (<see cref="IBlockRule.Drop"/>).
+/// For a block x + f(x) whose dropped form is the identity that is x + (1−λ)·f(x): the residual
+/// branch fades out. It shares every tensor with the original block and adds none.
+/// </summary>
+public interface IFadingBlock
+{
+    /// <summary>The mixing weight λ ∈ [0,1]; setting a value outside it throws.</summary>
+    double Lambda { get; set; }
 }
 
 /// <summary>

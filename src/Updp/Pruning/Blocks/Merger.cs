@@ -11,7 +11,11 @@ namespace Updp.Pruning.Blocks;
 /// <param name="MaxAbsOutput">Largest |y| of the unmerged model's outputs.</param>
 /// <param name="Batches">Input batches compared (given plus random).</param>
 public sealed record MergeReport(
-    IReadOnlyList<int> MergedBlocks, double MaxAbsDiff, double Tolerance, double MaxAbsOutput, int Batches, long ParamsBefore, long ParamsAfter);
+    IReadOnlyList<int> MergedBlocks, double MaxAbsDiff, double Tolerance, double MaxAbsOutput, int Batches, long ParamsBefore, long ParamsAfter)
+{
+    /// <summary>Global indices of the fading blocks (λ=1) now in dropped form (docs/METHOD.md#progressive-drop).</summary>
+    public IReadOnlyList<int> DroppedBlocks { get; init; } = [];
+}
 
 /// <summary>A merged model did not compute what the unmerged one did; the model was left unmerged.</summary>
 public sealed class MergeVerificationException : Exception
@@ -41,12 +45,13 @@ public static class Merger
     public const double RelativeTolerance = 1e-4;
 
     /// <summary>
-    /// Merges every pruned block of <paramref name="model"/> and verifies the merge on
+    /// Merges every pruned block of <paramref name="model"/>, drops every fading one (its progressive
+    /// drop done, docs/METHOD.md#progressive-drop), and verifies the result on
     /// <paramref name="inputs"/> (real images, say) plus <paramref name="randomBatches"/> batches of
     /// standard normal noise shaped like the first input: max |Δ| ≤ <see cref="RelativeTolerance"/>·max(1, max |y|).
-    /// The model keeps its train/eval mode. On failure the pruned blocks are put back and nothing changes.
+    /// The model keeps its train/eval mode. On failure the pruned and fading blocks are put back and nothing changes.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A pruned block has λ &lt; 1 (the message names it); nothing was changed.</exception>
+    /// <exception cref="InvalidOperationException">A pruned or fading block has λ &lt; 1 (the message names it); nothing was changed.</exception>
     /// <exception cref="MergeVerificationException">The merged model's outputs differ by more than the tolerance.</exception>
     public static MergeReport MergeAll(ImageClassifier model, IEnumerable<Tensor> inputs, int randomBatches = 1, int seed = 0) =>
         MergeAll(model, inputs, randomBatches, seed, merge: null);
@@ -70,7 +75,7 @@ public static class Merger
     /// The merge's report, with <see cref="MergeReport.ParamsBefore"/> counted on the model as given
     /// (before pruning); <see cref="MergeReport.MergedBlocks"/> also lists blocks that were pruned at λ = 1 before.
     /// </returns>
-    /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned with λ &lt; 1; nothing was changed.</exception>
+    /// <exception cref="ArgumentException">No blocks or batches, a block listed twice, out of range or not in its original form, or another block pruned or fading with λ &lt; 1; nothing was changed.</exception>
     /// <exception cref="MergeVerificationException">The merged model's outputs differ from the pruned one's by more than the tolerance; the blocks are left pruned at λ = 1, unmerged.</exception>
     public static MergeReport PruneAndMerge(ImageClassifier model, IEnumerable<int> blocks, IReadOnlyList<Tensor> calibration, int randomBatches = 1, int seed = 0)
     {
@@ -101,11 +106,16 @@ public static class Merger
         {
             throw new ArgumentException($"block {twice.Key} is listed more than once", nameof(blocks));
         }
-        // Every pruned block gets merged, so one that is only partly pruned would fail after the change.
+        // Every pruned block gets merged and every fading one dropped, so one that is only partly so would fail after the change.
         if (model.PrunedBlocks().Where(p => p.Progressive.Lambda != 1).Select(p => p.Block).FirstOrDefault() is { } partial)
         {
             throw new ArgumentException(
                 $"{BlockPruning.Describe(partial)} is pruned with λ = {((IProgressiveBlock)partial.Module).Lambda:G6}; only λ = 1 can be merged", nameof(model));
+        }
+        if (model.FadingBlocks().FirstOrDefault(f => f.Fading.Lambda != 1) is { Block: { } fading } half)
+        {
+            throw new ArgumentException(
+                $"{BlockPruning.Describe(fading)} is fading with λ = {half.Fading.Lambda:G6}; only λ = 1 can be dropped", nameof(model));
         }
         var paramsBefore = ModelProfiler.CountParameters(model);
         var pruned = chosen.Select(index =>
@@ -126,13 +136,16 @@ public static class Merger
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentOutOfRangeException.ThrowIfNegative(randomBatches);
         var pruned = model.PrunedBlocks().ToList();
-        var partial = pruned.Where(p => p.Progressive.Lambda != 1).ToList();
+        var fading = model.FadingBlocks().ToList();
+        var partial = pruned.Select(p => (p.Block, p.Progressive.Lambda)).Concat(fading.Select(f => (f.Block, f.Fading.Lambda)))
+            .Where(p => p.Lambda != 1).ToList();
         if (partial.Count > 0)
         {
-            throw new InvalidOperationException("only fully pruned blocks (λ = 1) can be merged; " +
-                string.Join(", ", partial.Select(p => $"{BlockPruning.Describe(p.Block)} has λ = {p.Progressive.Lambda:G6}")));
+            throw new InvalidOperationException("only fully pruned blocks (λ = 1) can be merged and only fully faded ones dropped; " +
+                string.Join(", ", partial.Select(p => $"{BlockPruning.Describe(p.Block)} has λ = {p.Lambda:G6}")));
         }
         var indices = pruned.Select(p => p.Block.Index).ToList();
+        var dropped = fading.Select(f => f.Block.Index).ToList();
         var batches = inputs.ToList();
         if (batches.Count == 0)
         {
@@ -140,7 +153,8 @@ public static class Merger
         }
 
         var wasTraining = model.training;
-        var replaced = new List<(int Index, nn.Module<Tensor, Tensor> Pruned)>();
+        // Each replaced block with what it was; a merged module owns new tensors (disposed if put back), a dropped form shares the block's.
+        var replaced = new List<(int Index, nn.Module<Tensor, Tensor> Before, bool Owned)>();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         try
@@ -158,26 +172,37 @@ public static class Merger
 
             foreach (var index in indices)
             {
-                replaced.Add((index, model.Merge(index, merge)));
+                replaced.Add((index, model.Merge(index, merge), true));
+            }
+            foreach (var index in dropped)
+            {
+                replaced.Add((index, model.FinishFade(index), false));
             }
             var maxAbsDiff = MaxOrNaN(batches.Zip(expected, (x, y) => (model.call(x) - y).abs().max().item<float>()));
             // NaN fails too: the comparison is written so that only a finite, small difference passes.
             if (!(maxAbsDiff <= tolerance))
             {
                 throw new MergeVerificationException(
-                    $"merging blocks {string.Join(", ", indices)} changed the outputs by up to {maxAbsDiff:G3}, more than the tolerance " +
+                    $"merging blocks {string.Join(", ", indices)}{(dropped.Count > 0 ? $" and dropping {string.Join(", ", dropped)}" : "")} changed the outputs by up to {maxAbsDiff:G3}, more than the tolerance " +
                     $"{tolerance:G3} ({RelativeTolerance:G1}·max(1, max |y| = {maxAbsOutput:G3})) over {batches.Count} batches; the blocks were left unmerged",
                     maxAbsDiff, tolerance, indices);
             }
             replaced.Clear();
-            return new MergeReport(indices, maxAbsDiff, tolerance, maxAbsOutput, batches.Count, paramsBefore, ModelProfiler.CountParameters(model));
+            return new MergeReport(indices, maxAbsDiff, tolerance, maxAbsOutput, batches.Count, paramsBefore, ModelProfiler.CountParameters(model))
+            {
+                DroppedBlocks = dropped,
+            };
         }
         finally
         {
             // Put back what was replaced if anything failed; replaced is empty on success.
             for (var i = replaced.Count - 1; i >= 0; i--)
             {
-                model.ReplaceBlock(replaced[i].Index, replaced[i].Pruned).Dispose();
+                var current = model.ReplaceBlock(replaced[i].Index, replaced[i].Before);
+                if (replaced[i].Owned)
+                {
+                    current.Dispose();
+                }
             }
             model.train(wasTraining);
         }

@@ -7,9 +7,11 @@ using static TorchSharp.torch;
 namespace Updp.Pruning.Blocks;
 
 /// <summary>
-/// Which blocks of a model are pruned (with their λ), merged or dropped: what a checkpoint needs,
-/// besides its <see cref="ModelConfig"/>, to rebuild the model's structure. Stored in the sidecar
-/// under <c>extra.pruning</c>, e.g. <c>{"pruned": {"1": 0.4}, "merged": [3, 7], "dropped": [10]}</c>.
+/// Which blocks of a model are pruned (with their λ), merged, dropped or fading (with their λ): what
+/// a checkpoint needs, besides its <see cref="ModelConfig"/>, to rebuild the model's structure.
+/// Stored in the sidecar under <c>extra.pruning</c>, e.g.
+/// <c>{"pruned": {"1": 0.4}, "merged": [3, 7], "dropped": [10], "fading": {"5": 0.4}}</c>
+/// (<c>fading</c> only when a block is fading, so other sidecars read as before).
 /// </summary>
 public sealed record PruningState
 {
@@ -22,19 +24,26 @@ public sealed record PruningState
     /// <summary>Blocks removed (identity).</summary>
     [JsonPropertyName("dropped")] public IReadOnlyList<int> Dropped { get; init; } = [];
 
+    /// <summary>Blocks in their progressive drop form (<see cref="IFadingBlock"/>): global index → λ; null when there are none.</summary>
+    [JsonPropertyName("fading")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<int, double>? Fading { get; init; }
+
     /// <summary>True when every block is in its original form.</summary>
-    [JsonIgnore] public bool IsEmpty => Pruned.Count == 0 && Merged.Count == 0 && Dropped.Count == 0;
+    [JsonIgnore] public bool IsEmpty => Pruned.Count == 0 && Merged.Count == 0 && Dropped.Count == 0 && (Fading?.Count ?? 0) == 0;
 
     /// <summary>The state of <paramref name="model"/>'s blocks.</summary>
     public static PruningState Of(ImageClassifier model)
     {
         ArgumentNullException.ThrowIfNull(model);
         var forms = model.Blocks.Select(b => (b.Index, Form: model.FormOf(b.Index))).ToList();
+        var fading = model.FadingBlocks().ToDictionary(f => f.Block.Index, f => f.Fading.Lambda);
         return new PruningState
         {
             Pruned = model.PrunedBlocks().ToDictionary(p => p.Block.Index, p => p.Progressive.Lambda),
             Merged = forms.Where(f => f.Form == BlockForm.Merged).Select(f => f.Index).ToList(),
             Dropped = forms.Where(f => f.Form == BlockForm.Dropped).Select(f => f.Index).ToList(),
+            Fading = fading.Count > 0 ? fading : null,
         };
     }
 
@@ -64,6 +73,10 @@ public sealed record PruningState
         {
             model.Drop(index);
         }
+        foreach (var (index, lambda) in Fading ?? new Dictionary<int, double>())
+        {
+            model.Fade(index).Lambda = lambda;
+        }
     }
 
     /// <summary>The state stored in a sidecar, or null when it has none.</summary>
@@ -89,7 +102,8 @@ public sealed record PruningState
 
     private void Validate(int blocks)
     {
-        var all = Pruned.Keys.Concat(Merged).Concat(Dropped).ToList();
+        var fading = Fading ?? new Dictionary<int, double>();
+        var all = Pruned.Keys.Concat(Merged).Concat(Dropped).Concat(fading.Keys).ToList();
         foreach (var index in all)
         {
             if (index < 0 || index >= blocks)
@@ -101,7 +115,7 @@ public sealed record PruningState
         {
             throw new ArgumentException($"block {twice.Key} is listed more than once");
         }
-        foreach (var (index, lambda) in Pruned)
+        foreach (var (index, lambda) in Pruned.Concat(fading))
         {
             if (lambda is not (>= 0 and <= 1))
             {

@@ -76,6 +76,7 @@ internal sealed class SupernetStage(PruneOptions options, IReadOnlyList<int> can
             OutDir = PrunePipeline.SupernetDir(runDir),
             MaxPruned = maxPruned,
             Candidates = candidates,
+            Space = options.Space,
             Train = options.Supernet,
             Distillation = options.Distillation,
             Resume = true,
@@ -84,8 +85,17 @@ internal sealed class SupernetStage(PruneOptions options, IReadOnlyList<int> can
     }
 
     // The path where this run keeps it, not the one recorded (the run directory may have moved).
-    public SupernetResult Load(string runDir) =>
-        RunDirectory.ReadJson<SupernetResult>(MetricsPath(runDir)) with { Checkpoint = CheckpointPath(runDir) };
+    public SupernetResult Load(string runDir)
+    {
+        var result = RunDirectory.ReadJson<SupernetResult>(MetricsPath(runDir));
+        if ((result.Space == "mixed") != (options.Space == SearchSpace.Mixed))
+        {
+            throw new ArgumentException(
+                $"'{MetricsPath(runDir)}' is a supernet of the {result.Space ?? "merge-only"} space, not of the {(options.Space == SearchSpace.Mixed ? "mixed" : "merge-only")} one " +
+                "this run needs (docs/METHOD.md#mixed): use another output directory or remove it");
+        }
+        return result with { Checkpoint = CheckpointPath(runDir) };
+    }
 
     public string Reused(string runDir) => $"reusing {CheckpointPath(runDir)}";
 
@@ -107,6 +117,7 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
             Checkpoint = supernet,
             Settings = options.Settings,
             Blocks = options.Blocks,
+            Space = options.Space,
             OutDir = runDir,
             Candidates = candidates,
             Strategy = options.Search,
@@ -122,6 +133,11 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
         {
             throw new ArgumentException($"'{path}' ranks subsets of {result.PrunedBlocks} blocks, not {options.Blocks}: use another output directory or remove it");
         }
+        if ((result.Space == "mixed") != (options.Space == SearchSpace.Mixed))
+        {
+            throw new ArgumentException(
+                $"'{path}' searched the {result.Space ?? "merge-only"} space, not the {(options.Space == SearchSpace.Mixed ? "mixed" : "merge-only")} one: use another output directory or remove it");
+        }
         return result.Candidates.Count > 0 ? result : throw new InvalidDataException($"'{path}' lists no scored subset: remove it to search again");
     }
 
@@ -130,18 +146,25 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
     public string Summary(SearchResult result)
     {
         var best = result.Candidates[0];
-        return $"best blocks {string.Join(",", best.Blocks)}: val top-1 {best.ValTop1:P2}";
+        var blocks = best.Forms is null ? string.Join(",", best.Blocks) : best.Assignment.ToString();
+        return $"best blocks {blocks}: val top-1 {best.ValTop1:P2}";
     }
 }
 
 /// <summary>Stage 3 in <c>finetune/</c>: <see cref="ProgressiveFinetune"/> of the chosen blocks from the supernet.</summary>
-internal sealed class FinetuneStage(PruneOptions options, string supernet, IReadOnlyList<int> blocks) : IPruneStage<FinetuneResult>
+internal sealed class FinetuneStage(PruneOptions options, string supernet, BlockAssignment assignment) : IPruneStage<FinetuneResult>
 {
     private string Method => options.Method.ToString().ToLowerInvariant();
 
+    private IReadOnlyList<int> Chosen => assignment.Blocks;
+
+    private bool Mixed => options.Method == FinetuneMethod.Mixed;
+
     public PruneStage Stage => PruneStage.Finetune;
 
-    public string Description => $"{Method} on blocks {string.Join(",", blocks)}, {options.Finetune.Epochs} epochs";
+    public string Description => Mixed
+        ? $"{Method}: {assignment}, {options.Finetune.Epochs} epochs"
+        : $"{Method} on blocks {string.Join(",", Chosen)}, {options.Finetune.Epochs} epochs";
 
     public static string CheckpointPath(string runDir) =>
         Path.Combine(PrunePipeline.FinetuneDir(runDir), ProgressiveFinetune.CheckpointName + Checkpoint.WeightsExtension);
@@ -157,8 +180,9 @@ internal sealed class FinetuneStage(PruneOptions options, string supernet, IRead
             Checkpoint = supernet,
             Settings = options.Settings,
             OutDir = PrunePipeline.FinetuneDir(runDir),
-            Blocks = blocks,
+            Blocks = Chosen,
             Method = options.Method,
+            Dropped = Mixed ? assignment.Dropped : null,
             Init = FinetuneInit.Supernet,
             Ramp = options.Ramp,
             Train = options.Finetune,
@@ -174,10 +198,12 @@ internal sealed class FinetuneStage(PruneOptions options, string supernet, IRead
     {
         var path = MetricsPath(runDir);
         var result = RunDirectory.ReadJson<FinetuneResult>(path);
-        if (result.Method != Method || !result.Blocks.SequenceEqual(blocks))
+        if (result.Method != Method || !result.Blocks.SequenceEqual(Chosen) || (Mixed && !result.Assignment.Equals(assignment)))
         {
+            var found = result.Forms is null ? $"blocks {string.Join(",", result.Blocks)}" : result.Assignment.ToString();
+            var wanted = Mixed ? assignment.ToString() : string.Join(",", Chosen);
             throw new ArgumentException(
-                $"'{path}' fine-tuned {result.Method} on blocks {string.Join(",", result.Blocks)}, not {Method} on {string.Join(",", blocks)}: use another output directory or remove it");
+                $"'{path}' fine-tuned {result.Method} on {found}, not {Method} on {wanted}: use another output directory or remove it");
         }
         return result with { Checkpoint = CheckpointPath(runDir) };
     }

@@ -17,6 +17,12 @@ public enum FinetuneMethod
 
     /// <summary>The blocks removed entirely (identity), then fine-tuned: classic block dropping.</summary>
     Drop,
+
+    /// <summary>
+    /// Some blocks merged, some dropped (docs/METHOD.md#mixed): the merged ones as <see cref="Updp"/>,
+    /// the dropped ones by a progressive drop over the same λ ramp (their residual branch fades out).
+    /// </summary>
+    Mixed,
 }
 
 /// <summary>Which kind of checkpoint stage 3 starts from (docs/METHOD.md#stage-3-progressive-fine-tuning, <c>--init</c>).</summary>
@@ -63,12 +69,18 @@ public sealed record FinetuneOptions
     public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
 
     /// <summary>
+    /// <see cref="FinetuneMethod.Mixed"/> only: the blocks of <see cref="Blocks"/> that are dropped
+    /// (progressively); the others are merged. Null or empty: none.
+    /// </summary>
+    public IReadOnlyList<int>? Dropped { get; init; }
+
+    /// <summary>
     /// The kind of checkpoint <see cref="Checkpoint"/> must be; null accepts either. A mismatch is an
     /// error, so that a comparison does not silently start one method from the wrong weights.
     /// </summary>
     public FinetuneInit? Init { get; init; }
 
-    /// <summary>The fraction of training over which λ rises from 0 to 1 (<see cref="FinetuneMethod.Updp"/> only).</summary>
+    /// <summary>The fraction of training over which λ rises from 0 to 1 (<see cref="FinetuneMethod.Updp"/> and <see cref="FinetuneMethod.Mixed"/>).</summary>
     public double Ramp { get; init; } = LambdaRamp.DefaultRamp;
 
     /// <summary>The recipe; the same for every method of a comparison (data order and augmentation follow its seed).</summary>
@@ -99,11 +111,22 @@ public sealed record FinetuneResult
 {
     public required string Model { get; init; }
 
-    /// <summary><c>updp</c>, <c>direct</c> or <c>drop</c>.</summary>
+    /// <summary><c>updp</c>, <c>direct</c>, <c>drop</c> or <c>mixed</c>.</summary>
     public required string Method { get; init; }
 
     /// <summary>S, ascending.</summary>
     public required IReadOnlyList<int> Blocks { get; init; }
+
+    /// <summary>
+    /// <c>mixed</c> only: each block's form, <c>merge</c> or <c>drop</c> (<see cref="BlockAssignment.Forms"/>);
+    /// null (not written) for the other methods.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<int, string>? Forms { get; init; }
+
+    /// <summary>S with the forms its blocks take: all merged (<c>updp</c>, <c>direct</c>), all dropped (<c>drop</c>), or as <see cref="Forms"/> says.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public BlockAssignment Assignment => Method == "drop" ? new BlockAssignment([], Blocks) : BlockAssignment.FromForms(Blocks, Forms);
 
     public required string InitCheckpoint { get; init; }
 
@@ -164,7 +187,8 @@ public sealed record FinetuneResult
 /// <see cref="FinetuneMethod.Updp"/> the blocks of S take their progressive form and λ rises
 /// linearly per step from 0 to 1 over the first <see cref="FinetuneOptions.Ramp"/> of training (then
 /// stays 1); <see cref="FinetuneMethod.Direct"/> starts at λ=1; <see cref="FinetuneMethod.Drop"/>
-/// removes the blocks. Every other block runs in its original form. All methods start from the
+/// removes the blocks; <see cref="FinetuneMethod.Mixed"/> ramps the merged blocks as UPDP does and
+/// fades the dropped ones out over the same ramp. Every other block runs in its original form. All methods start from the
 /// same checkpoint and train on the same data, for the same steps, with the same seed; the pruned
 /// blocks' batch norms are calibrated at λ=1 on training batches first.
 /// </summary>
@@ -198,17 +222,31 @@ public static class ProgressiveFinetune
         ArgumentNullException.ThrowIfNull(options.Blocks);
         var ramp = options.Method switch
         {
-            FinetuneMethod.Updp => new LambdaRamp(options.Ramp, 1).Ramp,
+            FinetuneMethod.Updp or FinetuneMethod.Mixed => new LambdaRamp(options.Ramp, 1).Ramp,
             FinetuneMethod.Direct or FinetuneMethod.Drop => 0,
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown fine-tuning method"),
         };
+        if (options.Method != FinetuneMethod.Mixed && options.Dropped is { Count: > 0 })
+        {
+            throw new ArgumentException($"method {options.Method.ToString().ToLowerInvariant()}: only the mixed method takes blocks to drop ({string.Join(",", options.Dropped)})");
+        }
         using var model = context.ModelOf(options.Checkpoint);
         var init = CheckInit(model, options);
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
+        var assignment = Assignment(blocks, options);
         var data = context.TrainingData;
         var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume, options.Force);
 
-        var pruned = Prepare(model, blocks, options.Method);
+        IReadOnlyList<IProgressiveBlock> pruned;
+        IReadOnlyList<IFadingBlock> fading = [];
+        if (options.Method == FinetuneMethod.Mixed)
+        {
+            (pruned, fading) = PrepareMixed(model, assignment);
+        }
+        else
+        {
+            pruned = Prepare(model, blocks, options.Method);
+        }
         if (pruned.Count > 0)
         {
             BatchNormCalibration.Recalibrate(model, context.CalibrationImages(options.Train.Seed), pruned.SelectMany(p => p.BatchNorms));
@@ -223,6 +261,11 @@ public static class ProgressiveFinetune
             {
                 p.Lambda = lambda;
             }
+            // The progressive drop follows the same ramp (docs/METHOD.md#progressive-drop).
+            foreach (var f in fading)
+            {
+                f.Lambda = lambda;
+            }
         }
         var hooks = new TrainRunHooks
         {
@@ -233,22 +276,51 @@ public static class ProgressiveFinetune
             CanBeBest = _ => lambda == 1,
             CheckpointName = CheckpointName,
             WriteMetrics = false,
-            Settings = new Dictionary<string, string>
-            {
-                ["stage"] = "finetune",
-                ["start"] = Path.GetFullPath(options.Checkpoint),
-                ["method"] = options.Method.ToString().ToLowerInvariant(),
-                ["blocks"] = string.Join(",", blocks),
-                ["ramp"] = ramp.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
-                ["distillation"] = StageData.Describe(options.Distillation),
-            },
+            Settings = Settings(options, blocks, assignment, ramp),
         };
         var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
-        var metrics = run.Metrics!;
 
-        var result = Result(options, model.Config, init, blocks, ramp, run, data, context.Settings.Device);
+        var result = Result(options, model.Config, init, assignment, ramp, run, data, context.Settings.Device);
         RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
         return result;
+    }
+
+    // S with its forms, the dropped blocks checked against S.
+    private static BlockAssignment Assignment(int[] blocks, FinetuneOptions options)
+    {
+        if (options.Method == FinetuneMethod.Drop)
+        {
+            return new BlockAssignment([], blocks);
+        }
+        var dropped = options.Dropped ?? [];
+        if (dropped.FirstOrDefault(d => !blocks.Contains(d), -1) is var stray and >= 0)
+        {
+            throw new ArgumentException($"block {stray} is to be dropped but is not among the blocks to prune ({string.Join(",", blocks)})");
+        }
+        if (dropped.GroupBy(d => d).FirstOrDefault(g => g.Count() > 1) is { } twice)
+        {
+            throw new ArgumentException($"the blocks to drop: block {twice.Key} is listed more than once");
+        }
+        return new BlockAssignment(blocks.Except(dropped), dropped);
+    }
+
+    // What defines the run in run.json; the mixed method adds its dropped blocks (the others keep the settings they always had, so they resume as before).
+    private static Dictionary<string, string> Settings(FinetuneOptions options, int[] blocks, BlockAssignment assignment, double ramp)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["stage"] = "finetune",
+            ["start"] = Path.GetFullPath(options.Checkpoint),
+            ["method"] = options.Method.ToString().ToLowerInvariant(),
+            ["blocks"] = string.Join(",", blocks),
+            ["ramp"] = ramp.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            ["distillation"] = StageData.Describe(options.Distillation),
+        };
+        if (options.Method == FinetuneMethod.Mixed)
+        {
+            settings["dropped"] = string.Join(",", assignment.Dropped);
+        }
+        return settings;
     }
 
     // Which kind of checkpoint the model is, checked against what the options expect.
@@ -265,19 +337,20 @@ public static class ProgressiveFinetune
     }
 
     // The run's report, with the cost of the model once merged (from a verified merge of a copy, or from the structure alone).
-    private static FinetuneResult Result(FinetuneOptions options, ModelConfig config, FinetuneInit init, IReadOnlyList<int> blocks, double ramp,
+    private static FinetuneResult Result(FinetuneOptions options, ModelConfig config, FinetuneInit init, BlockAssignment assignment, double ramp,
         TrainRunResult run, RunData data, Device device)
     {
         var metrics = run.Metrics!;
         var original = MergedCosts.Measure(config, data.Preprocessing.InputSize, []).Original;
         var (merged, mergeDiff) = options.VerifyMerge
             ? MergedCost(run.BestCheckpoint, data, device)
-            : (PrunedCost(config, data.Preprocessing.InputSize, blocks, options.Method), (double?)null);
+            : (PrunedCost(config, data.Preprocessing.InputSize, assignment), (double?)null);
         return new FinetuneResult
         {
             Model = metrics.Model,
             Method = options.Method.ToString().ToLowerInvariant(),
-            Blocks = blocks,
+            Blocks = assignment.Blocks,
+            Forms = options.Method == FinetuneMethod.Mixed ? assignment.Forms : null,
             InitCheckpoint = options.Checkpoint,
             Init = init.ToString().ToLowerInvariant(),
             Ramp = ramp,
@@ -338,6 +411,33 @@ public static class ProgressiveFinetune
         return pruned;
     }
 
+    /// <summary>
+    /// Gives <paramref name="model"/> the structure <see cref="FinetuneMethod.Mixed"/> fine-tunes
+    /// (docs/METHOD.md#mixed): the merged blocks of <paramref name="assignment"/> pruned at λ=0, its
+    /// dropped blocks in their progressive drop form at λ=0 (<see cref="BlockPruning.Fade"/>), every
+    /// other pruned block back in its original form. The model then computes what its original
+    /// blocks compute.
+    /// </summary>
+    /// <returns>The pruned blocks and the fading blocks, whose λ the ramp drives together.</returns>
+    /// <exception cref="ArgumentException">A block is merged or dropped, or a block to drop cannot be dropped.</exception>
+    public static (IReadOnlyList<IProgressiveBlock> Pruned, IReadOnlyList<IFadingBlock> Fading) PrepareMixed(ImageClassifier model, BlockAssignment assignment)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(assignment);
+        StageData.CheckBlocks(model, assignment.Blocks, "the blocks to prune");
+        foreach (var index in assignment.Dropped)
+        {
+            if (model.CannotDrop(index) is { } reason)
+            {
+                throw new ArgumentException($"method mixed: {BlockPruning.Describe(model.Blocks[index])} cannot be dropped: {reason}");
+            }
+        }
+        // The dropped blocks fade out from their original form, so they are unpruned like the blocks outside S.
+        var pruned = Prepare(model, assignment.Merged, FinetuneMethod.Updp);
+        var fading = assignment.Dropped.Select(model.Fade).ToList();
+        return (pruned, fading);
+    }
+
     // The cost of the saved model once merged: a copy is loaded, merged and checked on real images.
     private static (ModelCost Cost, double? MaxAbsDiff) MergedCost(string checkpoint, RunData data, Device device)
     {
@@ -350,15 +450,19 @@ public static class ProgressiveFinetune
         return (new ModelCost(profile.Params, profile.Macs), report.MaxAbsDiff);
     }
 
-    // The deployed cost of a model of this configuration with these blocks pruned and merged (or dropped), from the structure alone.
-    private static ModelCost PrunedCost(ModelConfig config, int inputSize, IReadOnlyList<int> blocks, FinetuneMethod method)
+    // The deployed cost of a model of this configuration with these blocks merged or dropped, from the structure alone.
+    private static ModelCost PrunedCost(ModelConfig config, int inputSize, BlockAssignment assignment)
     {
-        if (method != FinetuneMethod.Drop)
+        if (assignment.Dropped.Count == 0)
         {
-            return MergedCosts.Measure(config, inputSize, blocks).Of(blocks);
+            return MergedCosts.Measure(config, inputSize, assignment.Merged).Of(assignment.Merged);
+        }
+        if (assignment.Merged.Count > 0)
+        {
+            return MergedCosts.Measure(config, inputSize, assignment.Merged, assignment.Dropped).Of(assignment);
         }
         using var model = ModelRegistry.Create(config);
-        foreach (var index in blocks)
+        foreach (var index in assignment.Dropped)
         {
             model.Drop(index);
         }

@@ -43,6 +43,7 @@ public static class PruneMeasurement
             Method = finetune.Method,
             Distill = options.Distillation?.Teacher,
             Blocks = finetune.Blocks,
+            Forms = finetune.Forms,
             BaselineTop1 = baselineTop1,
             Top1 = finetune.Top1,
             SearchValTop1 = search.Candidates[0].ValTop1,
@@ -71,7 +72,10 @@ public static class PruneMeasurement
             OnnxSpeedupB32 = t.Speedup(ort, 32),
             LatencyBudgetMs = latency?.BudgetMs,
             LatencyBatch = latency?.Table.Batch,
-            PredictedLatencyMs = latency?.Table.Predict(finetune.Blocks),
+            // A mixed model's dropped blocks are predicted dropped; the other methods' blocks as merged, as their search predicted them.
+            PredictedLatencyMs = finetune.Forms is null
+                ? latency?.Table.Predict(finetune.Blocks)
+                : latency?.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped),
             MeasuredLatencyMs = latency is null ? null
                 : TorchSharpBenchmark.InferencePair(baseline, mergedModel, latency.Table.Batch, inputSize, options.LatencyWarmup, options.LatencyRuns).B.MedianMs,
         };
@@ -115,6 +119,17 @@ public static class PruneMeasurement
         s.AppendLine(c, $"Baseline `{options.Checkpoint}`, data `{options.Settings.Data}`, pruned blocks {string.Join(", ", m.Blocks)} " +
             $"(search val top-1 {m.SearchValTop1:P2}); merge check max |Δ| {m.MergeMaxAbsDiff:G3} ≤ {m.MergeTolerance:G3}.");
         s.AppendLine();
+        if (m.Forms is { } forms)
+        {
+            // The mixed method chose a form per block (docs/METHOD.md#mixed).
+            s.AppendLine("| block | form |");
+            s.AppendLine("|---:|---|");
+            foreach (var block in m.Blocks)
+            {
+                s.AppendLine(c, $"| {block} | {(forms.GetValueOrDefault(block) == BlockAssignment.DropForm ? "dropped" : "merged")} |");
+            }
+            s.AppendLine();
+        }
         var stage1 = options.SupernetCheckpoint is { } given
             ? $"the given supernet `{given}`"
             : string.Create(c, $"{options.Supernet.Epochs} epochs at lr {options.Supernet.LearningRate:G3}");

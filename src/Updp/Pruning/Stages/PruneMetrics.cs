@@ -13,6 +13,10 @@ public sealed record PruneMetrics
     /// <summary>S, the pruned (merged or dropped) blocks.</summary>
     public IReadOnlyList<int> Blocks { get; init; } = [];
 
+    /// <summary><c>mixed</c> only: each block of <see cref="Blocks"/> with its form, <c>merge</c> or <c>drop</c>; null (not written) otherwise.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyDictionary<int, string>? Forms { get; init; }
+
     /// <summary>Test top-1 of the baseline.</summary>
     public double BaselineTop1 { get; init; }
 

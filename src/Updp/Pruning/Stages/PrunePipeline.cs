@@ -37,8 +37,14 @@ public sealed record PruneOptions
     /// <summary>The per-block latency table file; null for <see cref="Benchmarks.BlockLatencyTable.DefaultPath"/>.</summary>
     public string? LatencyTable { get; init; }
 
-    /// <summary>How stage 3 prunes the chosen blocks.</summary>
+    /// <summary>
+    /// How stage 3 prunes the chosen blocks; <see cref="FinetuneMethod.Mixed"/> also trains the
+    /// supernet for, and searches, the mixed space (docs/METHOD.md#mixed).
+    /// </summary>
     public FinetuneMethod Method { get; init; } = FinetuneMethod.Updp;
+
+    /// <summary>The space stages 1 and 2 work in: mixed for <see cref="FinetuneMethod.Mixed"/>, merge-only otherwise.</summary>
+    public SearchSpace Space => Method == FinetuneMethod.Mixed ? SearchSpace.Mixed : SearchSpace.Merge;
 
     /// <summary>K_max of the supernet; null for K.</summary>
     public int? MaxPruned { get; init; }
@@ -151,12 +157,12 @@ public static class PrunePipeline
         if (options.LatencyBudgetMs is double budgetMs)
         {
             latency = LatencyBudget.Create(context.Model.Config, context.Data.Preprocessing.InputSize, budgetMs, options.LatencyBatch, options.LatencyTable, out var measured,
-                options.Settings.Device);
+                options.Settings.Device, options.Space);
             progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Started,
                 $"{(measured ? "measured" : "reused")} the latency table {latency.TablePath}: unpruned {latency.Table.ModelMs:F2} ms at batch {options.LatencyBatch}"));
             if (options.Blocks == 0)
             {
-                options = options with { Blocks = latency.FewestBlocks(candidates) };
+                options = options with { Blocks = latency.FewestBlocks(candidates, options.Space) };
             }
         }
         var skipped = new List<PruneStage>();
@@ -189,7 +195,7 @@ public static class PrunePipeline
             supernet = Step(new SupernetStage(options, candidates, options.MaxPruned ?? options.Blocks)).Checkpoint;
         }
         var search = Step(new SearchStage(options, supernet, candidates, latency));
-        var finetune = Step(new FinetuneStage(options, supernet, search.Candidates[0].Blocks));
+        var finetune = Step(new FinetuneStage(options, supernet, search.Candidates[0].Assignment));
         var merged = Step(new MergeStage(options, finetune.Checkpoint));
         var metrics = Step(new MeasureStage(options, search, finetune, merged, latency));
         return new PruneResult(metrics, skipped);

@@ -112,12 +112,12 @@ internal static class StageData
         return [.. list.Order()];
     }
 
-    /// <summary>Throws unless every listed block is original or pruned (not merged or dropped).</summary>
+    /// <summary>Throws unless every listed block is original or pruned (not merged, dropped or fading).</summary>
     public static void RequireUnmerged(ImageClassifier model, IEnumerable<int> blocks, string checkpoint)
     {
         foreach (var index in blocks)
         {
-            if (model.FormOf(index) is BlockForm.Merged or BlockForm.Dropped)
+            if (model.FormOf(index) is BlockForm.Merged or BlockForm.Dropped or BlockForm.Fading)
             {
                 throw new ArgumentException(
                     $"{BlockPruning.Describe(model.Blocks[index])} of '{checkpoint}' is {model.FormOf(index).ToString().ToLowerInvariant()}; this stage needs blocks in original or pruned form");

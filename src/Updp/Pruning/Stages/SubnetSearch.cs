@@ -52,8 +52,14 @@ public sealed record SearchOptions
     /// <summary>Data, split, calibration and evaluation settings shared with the other stages (the search ignores the train limit: it calibrates on the whole training split).</summary>
     public required StageSettings Settings { get; init; }
 
-    /// <summary>K: how many blocks each candidate subset prunes.</summary>
+    /// <summary>K: how many blocks each candidate subset prunes (merges, or in the mixed space merges or drops).</summary>
     public required int Blocks { get; init; }
+
+    /// <summary>
+    /// What a changed block becomes: merged (<see cref="SearchSpace.Merge"/>, UPDP), or merged or
+    /// dropped where its rule allows it (<see cref="SearchSpace.Mixed"/>, docs/METHOD.md#mixed).
+    /// </summary>
+    public SearchSpace Space { get; init; } = SearchSpace.Merge;
 
     /// <summary>Where <c>search.json</c> goes; null writes nothing.</summary>
     public string? OutDir { get; init; }
@@ -62,8 +68,8 @@ public sealed record SearchOptions
     public IReadOnlyList<int>? Candidates { get; init; }
 
     /// <summary>
-    /// A constraint on subsets (blocks in ascending order), e.g. a latency budget; subsets it rejects
-    /// are never scored. Null accepts every subset.
+    /// A constraint on subsets (the changed blocks in ascending order, whatever their forms), e.g. a
+    /// latency budget; subsets it rejects are never scored. Null accepts every subset.
     /// </summary>
     public Func<IReadOnlyList<int>, bool>? Feasible { get; init; }
 
@@ -76,19 +82,30 @@ public sealed record SearchOptions
     public int? ValidationLimit { get; init; }
 }
 
-/// <summary>One scored subset.</summary>
-/// <param name="Blocks">The pruned blocks, ascending.</param>
-/// <param name="ValTop1">Validation top-1 of the supernet with these blocks at λ=1, the rest at λ=0, after BN recalibration.</param>
-/// <param name="Params">Parameters of the model with these blocks merged.</param>
-/// <param name="Macs">MACs of the model with these blocks merged.</param>
+/// <summary>One scored subset (in the mixed space, one scored assignment).</summary>
+/// <param name="Blocks">The pruned (merged or dropped) blocks, ascending.</param>
+/// <param name="ValTop1">Validation top-1 of the supernet with these blocks at λ=1 (dropped ones in their dropped form), the rest at λ=0, after BN recalibration.</param>
+/// <param name="Params">Parameters of the model with these blocks merged (or dropped).</param>
+/// <param name="Macs">MACs of the model with these blocks merged (or dropped).</param>
 /// <param name="LatencyMs">Predicted latency of the merged model (latency-constrained searches only).</param>
+/// <param name="Forms">
+/// Each block's form, <c>merge</c> or <c>drop</c> (<see cref="BlockAssignment.Forms"/>): written by
+/// mixed searches only; without it every block is merged.
+/// </param>
 public sealed record SearchCandidate(IReadOnlyList<int> Blocks, double ValTop1, long Params, long Macs,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? LatencyMs = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? LatencyMs = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyDictionary<int, string>? Forms = null)
+{
+    /// <summary>The blocks with their forms.</summary>
+    [JsonIgnore]
+    public BlockAssignment Assignment => BlockAssignment.FromForms(Blocks, Forms);
+}
 
 /// <summary>A progress report after each scored subset.</summary>
 /// <param name="Scored">Subsets scored so far.</param>
 /// <param name="Budget">The most the search will score.</param>
-public sealed record SearchProgress(int Scored, long Budget, IReadOnlyList<int> Blocks, double ValTop1, double BestValTop1);
+/// <param name="Dropped">The blocks of <paramref name="Blocks"/> that are dropped (mixed searches); null when all are merged.</param>
+public sealed record SearchProgress(int Scored, long Budget, IReadOnlyList<int> Blocks, double ValTop1, double BestValTop1, IReadOnlyList<int>? Dropped = null);
 
 /// <summary>What the search found; written to <c>search.json</c>.</summary>
 public sealed record SearchResult
@@ -106,9 +123,17 @@ public sealed record SearchResult
     /// <summary><c>exhaustive</c> or <c>evolutionary</c>.</summary>
     public required string Method { get; init; }
 
+    /// <summary><c>mixed</c> for a search of the mixed space (docs/METHOD.md#mixed); null (not written) for the merge-only one.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Space { get; init; }
+
+    /// <summary>The candidate blocks a mixed search may drop; null for the merge-only one.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? DroppableBlocks { get; init; }
+
     public required SearchStrategy Strategy { get; init; }
 
-    /// <summary>C(n, K), saturated at <see cref="long.MaxValue"/>.</summary>
+    /// <summary>C(n, K), saturated at <see cref="long.MaxValue"/>; in the mixed space the number of assignments.</summary>
     public long Subsets { get; init; }
 
     /// <summary>Subsets scored (feasible ones only).</summary>
@@ -178,19 +203,49 @@ public static class SubnetSearch
             throw new ArgumentException("the search needs validation images; the validation split is empty");
         }
         var inputSize = data.Preprocessing.InputSize;
-        var costs = MergedCosts.Measure(model.Config, inputSize, candidates);
+        var mixed = options.Space == SearchSpace.Mixed;
+        // The rules say which blocks may be dropped (docs/METHOD.md#which-blocks-can-be-dropped); only those get the drop form.
+        int[] droppable = mixed ? [.. BlockAssignment.Droppable(model, candidates).Order()] : [];
+        var costs = MergedCosts.Measure(model.Config, inputSize, candidates, droppable);
 
         var calibration = context.CalibrationImages(options.Strategy.Seed, limited: false);
         var valBatches = TrainingRun.EvalLoader(validation, data.Preprocessing, context.Settings.EvalBatchSize, Devices.Of(model)).Epoch(0)
             .Select(b => (Images: b.Images.DetachFromDisposeScope(), Labels: b.Labels.DetachFromDisposeScope())).ToList();
         try
         {
-            var feasible = options.Latency is { } latency
-                ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
-                : options.Feasible;
-            var exploration = Explore(candidates, options.Blocks, options.Strategy,
-                Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible);
-            var ranked = RankCandidates(exploration, costs, options.Latency);
+            AssignmentExploration exploration;
+            bool constrained;
+            if (!mixed)
+            {
+                var feasible = options.Latency is { } latency
+                    ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
+                    : options.Feasible;
+                var subsets = Explore(candidates, options.Blocks, options.Strategy,
+                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible);
+                exploration = new AssignmentExploration(subsets.Method, subsets.Subsets,
+                    [.. subsets.Scored.Select(s => (BlockAssignment.MergeOnly(s.Blocks), s.Score))]);
+                constrained = feasible is not null;
+            }
+            else
+            {
+                Func<BlockAssignment, bool>? feasible = (options.Feasible, options.Latency) switch
+                {
+                    (null, null) => null,
+                    (var given, var latency) => a => (given?.Invoke(a.Blocks) ?? true) && (latency?.Fits(a) ?? true),
+                };
+                var forms = new AssignmentForms(model, candidates, droppable);
+                try
+                {
+                    exploration = ExploreAssignments(candidates, droppable, options.Blocks, options.Strategy,
+                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible);
+                }
+                finally
+                {
+                    forms.Restore();
+                }
+                constrained = feasible is not null;
+            }
+            var ranked = RankCandidates(exploration, costs, options.Latency, mixed);
             var result = new SearchResult
             {
                 Checkpoint = options.Checkpoint,
@@ -198,10 +253,12 @@ public static class SubnetSearch
                 PrunedBlocks = options.Blocks,
                 CandidateBlocks = candidates,
                 Method = exploration.Method,
+                Space = mixed ? "mixed" : null,
+                DroppableBlocks = mixed ? droppable : null,
                 Strategy = options.Strategy with { ExhaustiveLimit = options.Strategy.EffectiveExhaustiveLimit },
-                Subsets = exploration.Subsets,
+                Subsets = exploration.Assignments,
                 Scored = ranked.Count,
-                Constrained = feasible is not null,
+                Constrained = constrained,
                 Latency = options.Latency is { } budget ? Remeasure(budget, ranked[0]) : null,
                 CalibrationBatches = calibration.Count,
                 CalibrationBatchSize = context.Settings.CalibrationBatchSize,
@@ -266,21 +323,44 @@ public static class SubnetSearch
         };
     }
 
-    // Every scored subset with its merged cost (and predicted latency), best first: validation top-1, then fewer MACs, then block order.
-    private static List<SearchCandidate> RankCandidates(Exploration exploration, MergedCosts costs, LatencyBudget? latency) =>
+    // Scores an assignment (ScoreAssignment) and reports progress against the most the search will score.
+    private static Func<BlockAssignment, double> MixedScorer(ImageClassifier model, AssignmentForms forms, int candidates, int droppable, SearchOptions options,
+        IReadOnlyList<Tensor> calibration, IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation)
+    {
+        var assignments = AssignmentCount(candidates, droppable, options.Blocks);
+        var budget = assignments <= options.Strategy.EffectiveExhaustiveLimit
+            ? assignments
+            : Math.Min(assignments, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
+        var best = double.NegativeInfinity;
+        var scoredCount = 0;
+        return assignment =>
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var top1 = ScoreAssignment(model, forms, assignment, calibration, validation);
+            best = Math.Max(best, top1);
+            progress?.Report(new SearchProgress(++scoredCount, budget, assignment.Blocks, top1, best, assignment.Dropped));
+            return top1;
+        };
+    }
+
+    // Every scored assignment with its cost once merged and dropped (and predicted latency), best first:
+    // validation top-1, then fewer MACs, then block order, then which blocks are dropped.
+    private static List<SearchCandidate> RankCandidates(AssignmentExploration exploration, MergedCosts costs, LatencyBudget? latency, bool mixed) =>
         exploration.Scored
             .Select(s =>
             {
-                var cost = costs.Of(s.Blocks);
-                return new SearchCandidate(s.Blocks, s.Score, cost.Params, cost.Macs, latency?.Table.Predict(s.Blocks));
+                var cost = costs.Of(s.Assignment);
+                return new SearchCandidate(s.Assignment.Blocks, s.Score, cost.Params, cost.Macs, latency?.Table.Predict(s.Assignment.Merged, s.Assignment.Dropped),
+                    mixed ? s.Assignment.Forms : null);
             })
             .OrderByDescending(c => c.ValTop1).ThenBy(c => c.Macs).ThenBy(c => c.Blocks, SubsetOrder.Instance)
+            .ThenBy(c => c.Assignment.Dropped, SubsetOrder.Instance)
             .ToList();
 
     // The best subset's merged model timed again against the unpruned one, next to the table's prediction.
     private static LatencyReport Remeasure(LatencyBudget budget, SearchCandidate best)
     {
-        var (baselineMs, mergedMs) = budget.Remeasure(best.Blocks);
+        var (baselineMs, mergedMs) = budget.Remeasure(best.Assignment);
         return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
             budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs);
     }
@@ -296,6 +376,21 @@ public static class SubnetSearch
         ArgumentNullException.ThrowIfNull(model);
         StageData.SetLambdas(model, candidates, subset.ToHashSet());
         BatchNormCalibration.Recalibrate(model, calibration);
+        return Top1(model, validation);
+    }
+
+    // ScoreSubset in the mixed space: the candidates take the assignment's forms (dropped blocks
+    // swapped for their dropped form), every batch norm is recalibrated, then top-1 on validation.
+    private static double ScoreAssignment(ImageClassifier model, AssignmentForms forms, BlockAssignment assignment,
+        IReadOnlyList<Tensor> calibration, IReadOnlyList<(Tensor Images, Tensor Labels)> validation)
+    {
+        forms.Apply(assignment);
+        BatchNormCalibration.Recalibrate(model, calibration);
+        return Top1(model, validation);
+    }
+
+    private static double Top1(ImageClassifier model, IReadOnlyList<(Tensor Images, Tensor Labels)> validation)
+    {
         var wasTraining = model.training;
         var device = Devices.Of(model);
         model.eval();
@@ -368,60 +463,167 @@ public static class SubnetSearch
                 : throw new InvalidOperationException($"none of the {subsets} subsets of {k} blocks is feasible");
         }
 
-        Evolve(pool, k, strategy, subset => TryScore(subset, out var value) ? value : null);
+        Evolve(strategy, new Breeding<int[]>(
+            random => Sample(pool, k, random),
+            (parent, random) => Mutate(parent, pool, random),
+            (x, y, random) => Crossover(x, y, k, random),
+            SubsetOrder.Instance), subset => TryScore(subset, out var value) ? value : null, $"subset of {k} blocks");
         return new Exploration("evolutionary", subsets, scored);
     }
 
+    /// <summary>The outcome of <see cref="ExploreAssignments"/>: the method used, the number of assignments, and every scored one in scoring order.</summary>
+    public sealed record AssignmentExploration(string Method, long Assignments, IReadOnlyList<(BlockAssignment Assignment, double Score)> Scored);
+
+    /// <summary>
+    /// Explores the mixed space (docs/METHOD.md#mixed): every assignment of K changed blocks among
+    /// <paramref name="candidates"/>, each changed block merged or, if it is one of
+    /// <paramref name="droppable"/>, merged or dropped. As <see cref="Explore"/> does for subsets:
+    /// every assignment when there are at most the strategy's exhaustive limit (subsets in
+    /// lexicographic order, within a subset the all-merged assignment first), otherwise evolution in
+    /// which a new assignment draws each droppable block's form by a fair coin, a mutation either
+    /// swaps a changed block for an unchanged candidate (of a random legal form) or, with probability
+    /// ½ when the parent has a droppable block, flips the form of one, and a crossover keeps each of
+    /// its K blocks in the form a parent gave it (a coin decides where the parents disagree). Each
+    /// feasible assignment is scored at most once; everything random follows the strategy's seed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No feasible assignment was found.</exception>
+    public static AssignmentExploration ExploreAssignments(IReadOnlyList<int> candidates, IReadOnlyCollection<int> droppable, int k, SearchStrategy strategy,
+        Func<BlockAssignment, double> score, Func<BlockAssignment, bool>? feasible = null)
+    {
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentNullException.ThrowIfNull(droppable);
+        ArgumentNullException.ThrowIfNull(strategy);
+        ArgumentNullException.ThrowIfNull(score);
+        strategy.Validate();
+        int[] pool = [.. candidates.Distinct().Order()];
+        if (pool.Length != candidates.Count)
+        {
+            throw new ArgumentException("the candidate blocks must be distinct", nameof(candidates));
+        }
+        if (droppable.FirstOrDefault(d => !pool.Contains(d), -1) is var stray and >= 0)
+        {
+            throw new ArgumentException($"droppable block {stray} is not a candidate", nameof(droppable));
+        }
+        if (k < 0 || k > pool.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"K must lie in [0, {pool.Length}], the number of candidate blocks");
+        }
+        var canDrop = droppable.ToHashSet();
+        var assignments = AssignmentCount(pool.Length, canDrop.Count, k);
+        var scored = new List<(BlockAssignment Assignment, double Score)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        double? TryScore(BlockAssignment assignment)
+        {
+            if (!seen.Add(assignment.Key) || !(feasible?.Invoke(assignment) ?? true))
+            {
+                return null;
+            }
+            var value = score(assignment);
+            scored.Add((assignment, value));
+            return value;
+        }
+
+        if (assignments <= strategy.EffectiveExhaustiveLimit)
+        {
+            foreach (var subset in Combinations(pool, k))
+            {
+                int[] free = [.. subset.Where(canDrop.Contains)];
+                for (var mask = 0L; mask < 1L << free.Length; mask++)
+                {
+                    int[] dropped = [.. free.Where((_, i) => (mask & (1L << i)) != 0)];
+                    TryScore(new BlockAssignment(subset.Except(dropped), dropped));
+                }
+            }
+            return scored.Count > 0
+                ? new AssignmentExploration("exhaustive", assignments, scored)
+                : throw new InvalidOperationException($"none of the {assignments} assignments of {k} blocks is feasible");
+        }
+
+        Evolve(strategy, new Breeding<BlockAssignment>(
+            random => WithRandomForms(Sample(pool, k, random), canDrop, random),
+            (parent, random) => MutateAssignment(parent, pool, canDrop, random),
+            (x, y, random) => CrossoverAssignments(x, y, k, random),
+            AssignmentOrder.Instance), TryScore, $"assignment of {k} blocks");
+        return new AssignmentExploration("evolutionary", assignments, scored);
+    }
+
+    /// <summary>
+    /// The assignments of K changed blocks among <paramref name="candidates"/> of which
+    /// <paramref name="droppable"/> may be dropped: Σ_j C(d, j)·2^j·C(n − d, K − j), saturated at <see cref="long.MaxValue"/>.
+    /// </summary>
+    public static long AssignmentCount(int candidates, int droppable, int k)
+    {
+        if (k < 0 || k > candidates || droppable < 0 || droppable > candidates)
+        {
+            return 0;
+        }
+        var total = System.Numerics.BigInteger.Zero;
+        for (var j = 0; j <= Math.Min(k, droppable); j++)
+        {
+            total += BigBinomial(droppable, j) * System.Numerics.BigInteger.Pow(2, j) * BigBinomial(candidates - droppable, k - j);
+        }
+        return total > long.MaxValue ? long.MaxValue : (long)total;
+    }
+
+    // How evolution makes new genomes (subsets, or assignments) and ranks them on equal scores.
+    private sealed record Breeding<T>(Func<Random, T> Sample, Func<T, Random, T> Mutate, Func<T, T, Random, T> Crossover, IComparer<T> Order);
+
     // The evolutionary part of SearchStrategy: a random initial population, then generations of
-    // children bred from the better half; tryScore returns null for a subset seen before or infeasible.
-    private static void Evolve(int[] pool, int k, SearchStrategy strategy, Func<int[], double?> tryScore)
+    // children bred from the better half; tryScore returns null for a genome seen before or infeasible.
+    private static void Evolve<T>(SearchStrategy strategy, Breeding<T> breeding, Func<T, double?> tryScore, string what)
     {
         var random = new Random(strategy.Seed);
-        // Attempts per phase before giving up on finding new feasible subsets.
+        // Attempts per phase before giving up on finding new feasible genomes.
         var maxAttempts = 50 * strategy.Population;
-        var population = new List<(int[] Blocks, double Score)>();
+        var population = new List<(T Genome, double Score)>();
         for (var attempt = 0; population.Count < strategy.Population && attempt < maxAttempts; attempt++)
         {
-            var subset = Sample(pool, k, random);
-            if (tryScore(subset) is double value)
+            var genome = breeding.Sample(random);
+            if (tryScore(genome) is double value)
             {
-                population.Add((subset, value));
+                population.Add((genome, value));
             }
         }
         if (population.Count == 0)
         {
-            throw new InvalidOperationException($"no feasible subset of {k} blocks found in {maxAttempts} random draws");
+            throw new InvalidOperationException($"no feasible {what} found in {maxAttempts} random draws");
         }
         for (var generation = 0; generation < strategy.Generations; generation++)
         {
-            population = Rank(population);
-            var parents = population.Take(Math.Max(2, (population.Count + 1) / 2)).Select(p => p.Blocks).ToList();
-            var children = new List<(int[] Blocks, double Score)>();
+            population = Rank(population, breeding.Order);
+            var parents = population.Take(Math.Max(2, (population.Count + 1) / 2)).Select(p => p.Genome).ToList();
+            var children = new List<(T Genome, double Score)>();
             for (var attempt = 0; children.Count < strategy.Population && attempt < maxAttempts; attempt++)
             {
                 var crossover = parents.Count >= 2 && random.NextDouble() < 0.5;
-                int[] child;
+                T child;
                 if (crossover)
                 {
                     var a = random.Next(parents.Count);
                     var b = (a + 1 + random.Next(parents.Count - 1)) % parents.Count;
-                    child = Crossover(parents[a], parents[b], k, random);
+                    child = breeding.Crossover(parents[a], parents[b], random);
                 }
                 else
                 {
-                    child = Mutate(parents[random.Next(parents.Count)], pool, random);
+                    child = breeding.Mutate(parents[random.Next(parents.Count)], random);
                 }
                 if (tryScore(child) is double value)
                 {
                     children.Add((child, value));
                 }
             }
-            population = Rank([.. population, .. children]).Take(strategy.Population).ToList();
+            population = Rank([.. population, .. children], breeding.Order).Take(strategy.Population).ToList();
         }
     }
 
     /// <summary>C(n, k), saturated at <see cref="long.MaxValue"/>.</summary>
     public static long Binomial(int n, int k)
+    {
+        var result = BigBinomial(n, k);
+        return result > long.MaxValue ? long.MaxValue : (long)result;
+    }
+
+    private static System.Numerics.BigInteger BigBinomial(int n, int k)
     {
         if (k < 0 || k > n)
         {
@@ -433,7 +635,7 @@ public static class SubnetSearch
         {
             result = result * (n - k + i) / i;
         }
-        return result > long.MaxValue ? long.MaxValue : (long)result;
+        return result;
     }
 
     /// <summary>Every k-subset of <paramref name="pool"/> (ascending), in lexicographic order.</summary>
@@ -460,8 +662,8 @@ public static class SubnetSearch
         }
     }
 
-    private static List<(int[] Blocks, double Score)> Rank(IEnumerable<(int[] Blocks, double Score)> scored) =>
-        [.. scored.OrderByDescending(s => s.Score).ThenBy(s => s.Blocks, SubsetOrder.Instance)];
+    private static List<(T Genome, double Score)> Rank<T>(IEnumerable<(T Genome, double Score)> scored, IComparer<T> order) =>
+        [.. scored.OrderByDescending(s => s.Score).ThenBy(s => s.Genome, order)];
 
     // A uniform k-subset: the first k places of a partial Fisher–Yates shuffle.
     private static int[] Sample(IReadOnlyList<int> pool, int k, Random random)
@@ -491,6 +693,64 @@ public static class SubnetSearch
     // K blocks sampled uniformly from the union of both parents' blocks.
     private static int[] Crossover(int[] a, int[] b, int k, Random random) => Sample([.. a.Union(b).Order()], k, random);
 
+    // Each droppable block of a subset merged or dropped by a fair coin, in ascending block order.
+    private static BlockAssignment WithRandomForms(int[] subset, IReadOnlySet<int> droppable, Random random)
+    {
+        var dropped = new List<int>();
+        foreach (var block in subset)
+        {
+            if (droppable.Contains(block) && random.Next(2) == 1)
+            {
+                dropped.Add(block);
+            }
+        }
+        return new BlockAssignment(subset.Except(dropped), dropped);
+    }
+
+    // Flips one droppable block's form (probability ½ when there is one), else swaps a changed block
+    // for an unchanged candidate, which takes a random legal form; the other blocks keep theirs.
+    private static BlockAssignment MutateAssignment(BlockAssignment parent, int[] pool, IReadOnlySet<int> droppable, Random random)
+    {
+        int[] flippable = [.. parent.Blocks.Where(droppable.Contains)];
+        if (flippable.Length > 0 && random.NextDouble() < 0.5)
+        {
+            var flip = flippable[random.Next(flippable.Length)];
+            return parent.Dropped.Contains(flip)
+                ? new BlockAssignment([.. parent.Merged, flip], parent.Dropped.Where(b => b != flip))
+                : new BlockAssignment(parent.Merged.Where(b => b != flip), [.. parent.Dropped, flip]);
+        }
+        var outside = pool.Except(parent.Blocks).ToArray();
+        if (parent.Blocks.Count == 0 || outside.Length == 0)
+        {
+            return parent;
+        }
+        var removed = parent.Blocks[random.Next(parent.Blocks.Count)];
+        var added = outside[random.Next(outside.Length)];
+        var drop = droppable.Contains(added) && random.Next(2) == 1;
+        var merged = parent.Merged.Where(b => b != removed);
+        var dropped = parent.Dropped.Where(b => b != removed);
+        return drop ? new BlockAssignment(merged, [.. dropped, added]) : new BlockAssignment([.. merged, added], dropped);
+    }
+
+    // K blocks sampled uniformly from the union of both parents' blocks, each in the form a parent
+    // gave it; where both have it in different forms, a fair coin picks one.
+    private static BlockAssignment CrossoverAssignments(BlockAssignment a, BlockAssignment b, int k, Random random)
+    {
+        var blocks = Sample([.. a.Blocks.Union(b.Blocks).Order()], k, random);
+        var dropped = new List<int>();
+        foreach (var block in blocks)
+        {
+            bool inA = a.Blocks.Contains(block), inB = b.Blocks.Contains(block);
+            bool dropA = a.Dropped.Contains(block), dropB = b.Dropped.Contains(block);
+            var drop = inA && inB && dropA != dropB ? random.Next(2) == 1 : dropA || dropB;
+            if (drop)
+            {
+                dropped.Add(block);
+            }
+        }
+        return new BlockAssignment(blocks.Except(dropped), dropped);
+    }
+
     /// <summary>Lexicographic order of ascending block lists, for deterministic tie-breaks.</summary>
     private sealed class SubsetOrder : IComparer<IReadOnlyList<int>>
     {
@@ -509,6 +769,20 @@ public static class SubnetSearch
                 }
             }
             return x.Count.CompareTo(y.Count);
+        }
+    }
+
+    /// <summary>Assignments by their changed blocks (<see cref="SubsetOrder"/>), then by their dropped blocks.</summary>
+    private sealed class AssignmentOrder : IComparer<BlockAssignment>
+    {
+        public static readonly AssignmentOrder Instance = new();
+
+        public int Compare(BlockAssignment? x, BlockAssignment? y)
+        {
+            ArgumentNullException.ThrowIfNull(x);
+            ArgumentNullException.ThrowIfNull(y);
+            var c = SubsetOrder.Instance.Compare(x.Blocks, y.Blocks);
+            return c != 0 ? c : SubsetOrder.Instance.Compare(x.Dropped, y.Dropped);
         }
     }
 }

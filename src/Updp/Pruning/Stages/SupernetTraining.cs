@@ -25,6 +25,12 @@ public sealed record SupernetOptions
     /// <summary>The blocks that may be pruned (global indices); null for all of the model's blocks.</summary>
     public IReadOnlyList<int>? Candidates { get; init; }
 
+    /// <summary>
+    /// What a step does to its drawn blocks: <see cref="SearchSpace.Merge"/> runs them pruned at λ=1;
+    /// <see cref="SearchSpace.Mixed"/> drops each one its rule allows to drop with probability ½ (docs/METHOD.md#mixed).
+    /// </summary>
+    public SearchSpace Space { get; init; } = SearchSpace.Merge;
+
     /// <summary>The recipe; <see cref="TrainOptions.Seed"/> also seeds the per-step subsets and the calibration batches.</summary>
     public TrainOptions Train { get; init; } = new() { Epochs = 3, LearningRate = FinetuneOptions.FineTuningLearningRate };
 
@@ -50,6 +56,14 @@ public sealed record SupernetResult
     public required IReadOnlyList<int> Blocks { get; init; }
 
     public int MaxPruned { get; init; }
+
+    /// <summary><c>mixed</c> for a supernet of the mixed space (docs/METHOD.md#mixed); null (not written) for the merge-only one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Space { get; init; }
+
+    /// <summary>The candidates a mixed supernet's steps may drop; null for the merge-only one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? Droppable { get; init; }
 
     /// <summary>Validation top-1 of the final supernet with every block at λ=0 (the original network on the supernet's weights).</summary>
     public double ValTop1 { get; init; }
@@ -110,33 +124,58 @@ public static class SupernetTraining
         using var model = context.CopyModel();
         var candidates = StageData.CheckBlocks(model, options.Candidates ?? model.Blocks.Select(b => b.Index), "the supernet's candidate blocks");
         StageData.RequireUnmerged(model, candidates, options.Checkpoint);
-        var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed);
+        var mixed = options.Space == SearchSpace.Mixed;
+        // The rules say which blocks may be dropped (docs/METHOD.md#which-blocks-can-be-dropped); a step drops only those.
+        int[] droppable = mixed ? [.. BlockAssignment.Droppable(model, candidates).Order()] : [];
+        var sampler = new SupernetSampler(candidates, options.MaxPruned, options.Train.Seed, droppable);
         var data = context.TrainingData;
         var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume, options.Force);
         var calibrated = Prepare(model, candidates, context.CalibrationImages(options.Train.Seed));
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         var none = new HashSet<int>();
+        var forms = mixed ? new AssignmentForms(model, candidates, droppable) : null;
+        var original = BlockAssignment.MergeOnly([]);
+        var settings = new Dictionary<string, string>
+        {
+            ["stage"] = "supernet",
+            ["baseline"] = Path.GetFullPath(context.Checkpoint),
+            ["candidates"] = string.Join(",", candidates),
+            ["max_pruned"] = options.MaxPruned.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["distillation"] = StageData.Describe(options.Distillation),
+        };
+        if (mixed)
+        {
+            // Only then: a merge-only run keeps the settings (and run.json) it always had, so it resumes as before.
+            settings["space"] = "mixed";
+        }
         var hooks = new TrainRunHooks
         {
             Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
-            BeforeStep = (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet()),
-            BeforeEvaluate = (_, _) => StageData.SetLambdas(model, candidates, none),
+            BeforeStep = forms is null
+                ? (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet())
+                : (step, _) => forms.Apply(sampler.SampleAssignment(step)),
+            // Validation and the saved supernet: every candidate pruned at λ=0, none swapped out.
+            BeforeEvaluate = forms is null
+                ? (_, _) => StageData.SetLambdas(model, candidates, none)
+                : (_, _) => forms.Apply(original),
             // The supernet is the final epoch's weights: a validation score at λ=0 does not rank supernets.
             CanBeBest = epoch => epoch == options.Train.Epochs,
             CheckpointName = CheckpointName,
             EvaluateTest = false,
-            Settings = new Dictionary<string, string>
-            {
-                ["stage"] = "supernet",
-                ["baseline"] = Path.GetFullPath(context.Checkpoint),
-                ["candidates"] = string.Join(",", candidates),
-                ["max_pruned"] = options.MaxPruned.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["distillation"] = StageData.Describe(options.Distillation),
-            },
+            Settings = settings,
         };
         var clock = Stopwatch.StartNew();
-        var run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
+        TrainRunResult run;
+        try
+        {
+            run = TrainingRun.Run(runOptions, data, model, hooks, progress, epochDone, cancellation);
+        }
+        finally
+        {
+            // A step that failed or was cancelled may have left a block swapped out; the model owns its pruned module again.
+            forms?.Restore();
+        }
         var state = run.State;
         var result = new SupernetResult
         {
@@ -144,6 +183,8 @@ public static class SupernetTraining
             Model = model.Config.Name,
             Blocks = candidates,
             MaxPruned = options.MaxPruned,
+            Space = mixed ? "mixed" : null,
+            Droppable = mixed ? droppable : null,
             ValTop1 = state.History[^1].ValTop1,
             Epochs = state.EpochsDone,
             TrainSeconds = state.TrainSeconds,
