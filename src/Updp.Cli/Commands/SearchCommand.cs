@@ -33,6 +33,7 @@ internal static class SearchCommand
         var valSize = CommonOptions.ValSize();
         var calibration = CommonOptions.CalibrationBatches();
         var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 }.Range(1, 100_000);
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var device = CommonOptions.Device();
         var command = new Command("search",
@@ -41,8 +42,8 @@ internal static class SearchCommand
             "(a random population of --population subsets, then --generations rounds of mutation and crossover among the better half, " +
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed).")
         {
-            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
-            device,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, force,
+            threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
@@ -50,6 +51,7 @@ internal static class SearchCommand
         {
             var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            OutputFiles.Check("--out", [Path.Combine(parse.GetValue(outDir)!, SubnetSearch.ResultFile)], parse.GetValue(force), parse.GetValue(checkpoint));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
             var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
                 parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on);

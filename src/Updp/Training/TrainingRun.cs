@@ -132,6 +132,12 @@ public sealed record TrainRunHooks
 
     /// <summary>Settings of the stage that define the run besides the recipe (e.g. the pruned blocks), recorded in <c>run.json</c>.</summary>
     public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// The caller's lock on the run directory, when it holds the directory for longer than the
+    /// training (a stage that writes its report after it); null: the run locks it while it trains.
+    /// </summary>
+    public RunLock? Lock { get; init; }
 }
 
 /// <summary>The outcome of <see cref="TrainingRun.Run(TrainRunOptions, RunData, ImageClassifier, TrainRunHooks, IProgress{TrainProgress}?, Action{EpochResult}?, CancellationToken)"/>.</summary>
@@ -235,7 +241,7 @@ public static class TrainingRun
         }
         using var store = RunDirectory.Open(options.OutDir,
             (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
-            RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName);
+            RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName, hooks.Lock);
 
         var device = Devices.Of(model);
         var train = TrainLoader(options, data, device);

@@ -117,8 +117,11 @@ public static class SupernetTraining
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         var none = new HashSet<int>();
+        // Held until metrics.json, which marks the stage finished, is written.
+        using var runLock = RunLock.Acquire(options.OutDir, "updp supernet");
         var hooks = new TrainRunHooks
         {
+            Lock = runLock,
             Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
             BeforeStep = (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet()),
             BeforeEvaluate = (_, _) => StageData.SetLambdas(model, candidates, none),
