@@ -71,19 +71,10 @@ internal static class OptionRules
         {
             return "expected a file path, got an empty string";
         }
-        if (Directory.Exists(path))
+        // Checked before opening: opening a pipe would block.
+        if (RegularFile.Check(path) is { } problem)
         {
-            return $"'{path}' is a folder; expected a file";
-        }
-        var info = new FileInfo(path);
-        if (!info.Exists)
-        {
-            return $"'{path}' does not exist";
-        }
-        // Pipes and devices report length 0 as empty files do; opening a pipe would block.
-        if (info.Length == 0)
-        {
-            return $"'{path}' is empty or not a regular file (a pipe or a device)";
+            return $"'{path}' {RegularFile.Describe(problem)}";
         }
         try
         {
