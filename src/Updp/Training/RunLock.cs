@@ -38,6 +38,11 @@ public sealed class RunLock : IDisposable
         System.IO.Directory.CreateDirectory(directory);
         var lockPath = Path.Combine(directory, LockName);
         var pidFile = Path.Combine(directory, PidName);
+        if (System.IO.Directory.Exists(lockPath))
+        {
+            // Opening it would fail with "access denied", which says nothing about why.
+            throw new IOException($"'{lockPath}' is a folder; it should be the run directory's lock file: remove it");
+        }
         FileStream handle;
         try
         {

@@ -16,13 +16,15 @@ internal sealed class PruneRun : IDisposable
     private readonly RunLock _lock;
     private readonly RunSettings _settings;
 
-    private PruneRun(RunLock runLock, RunSettings settings)
+    private PruneRun(RunLock runLock, RunSettings settings, string outDir)
     {
         _lock = runLock;
         _settings = settings;
+        Record = Path.Combine(outDir, RunDirectory.RunName);
     }
 
-    private string Record => Path.Combine(_lock.Directory, RunDirectory.RunName);
+    // Under the directory as the user named it, for the messages.
+    private string Record { get; }
 
     /// <summary>
     /// Locks <see cref="PruneOptions.OutDir"/> and checks the run found there against
@@ -35,7 +37,7 @@ internal sealed class PruneRun : IDisposable
     public static PruneRun Open(PruneOptions options, PruneContext context, IReadOnlyList<int> candidates)
     {
         var settings = Settings(options, context, candidates);
-        var run = new PruneRun(RunLock.Acquire(options.OutDir, "updp prune"), settings);
+        var run = new PruneRun(RunLock.Acquire(options.OutDir, "updp prune"), settings, options.OutDir);
         try
         {
             run.Prepare(options);
