@@ -186,6 +186,8 @@ public partial class CliTests
     [InlineData("finetune --checkpoint BASE --pruned 1,2 --init supernet --out OUT", "not a supernet")]
     [InlineData("search --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("supernet --checkpoint BASE --max-pruned 99 --out OUT", "99")]
+    [InlineData("supernet --checkpoint BASE --max-pruned 2 --train-limit 16 --batch-size 32 --out OUT", "--batch-size 32 is larger than the 16 training images")]
+    [InlineData("finetune --checkpoint BASE --pruned 1,2 --train-limit 16 --batch-size 32 --out OUT", "--batch-size 32 is larger than the 16 training images")]
     [InlineData("supernet --checkpoint /nonexistent/base.safetensors --max-pruned 2 --out OUT", "/nonexistent/base.safetensors")]
     [InlineData("prune --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("prune --checkpoint BASE --blocks 2 --candidates 1,2,x --out OUT", "'x'")]

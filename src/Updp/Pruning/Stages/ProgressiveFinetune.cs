@@ -215,7 +215,8 @@ public static class ProgressiveFinetune
         }
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
-        // Held until metrics.json, which marks the stage finished, is written.
+        // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
+        TrainingRun.Check(runOptions, data);
         using var runLock = RunLock.Acquire(options.OutDir, "updp finetune");
         var lambda = 0.0;
         void SetLambda(long step, long total)

@@ -117,7 +117,8 @@ public static class SupernetTraining
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         var none = new HashSet<int>();
-        // Held until metrics.json, which marks the stage finished, is written.
+        // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
+        TrainingRun.Check(runOptions, data);
         using var runLock = RunLock.Acquire(options.OutDir, "updp supernet");
         var hooks = new TrainRunHooks
         {
