@@ -27,6 +27,7 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
     private readonly Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> _meta;
     // Null when the caller holds the directory's lock (and releases it).
     private readonly RunLock? _lock;
+    private readonly string _bestName;
 
     private RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName, RunLock? ownLock)
     {
@@ -37,8 +38,6 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
         BestCheckpoint = System.IO.Path.Combine(path, bestName + Checkpoint.WeightsExtension);
         _lock = ownLock;
     }
-
-    private readonly string _bestName;
 
     /// <summary>
     /// Opens (and locks) the run directory <paramref name="path"/>, created if missing. A run found
