@@ -1,34 +1,54 @@
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using static TorchSharp.torch;
 
 namespace Updp;
 
-/// <summary>Which convolution kernels libtorch uses on this machine, after <see cref="ConvolutionKernels.Check"/>.</summary>
+/// <summary>Which convolution kernels libtorch uses in this process, after <see cref="ConvolutionKernels.Check"/>.</summary>
 public enum ConvolutionKernelChoice
 {
-    /// <summary>libtorch's default (oneDNN on the CPU): it computed the probe convolutions correctly.</summary>
+    /// <summary>libtorch's default, oneDNN with the CPU's widest instructions: it computed the probes correctly.</summary>
     OneDnn,
 
     /// <summary>
-    /// oneDNN computed a probe convolution wrongly on this CPU, so libtorch's own reference kernels
-    /// are used instead (correct, slower for some layers).
+    /// oneDNN limited to AVX2 (<c>ONEDNN_MAX_CPU_ISA=AVX2</c>), because its AVX-512 kernels were found
+    /// to compute wrongly on this CPU by an earlier process (or the user set the limit).
+    /// </summary>
+    OneDnnLimited,
+
+    /// <summary>
+    /// oneDNN computed a probe wrongly and could no longer be limited in this process, so libtorch's
+    /// own reference convolutions are used: correct, 3–7× slower for a training step. Later
+    /// processes on this machine limit oneDNN to AVX2 instead.
     /// </summary>
     Reference,
 }
 
 /// <summary>
 /// A check that libtorch's CPU convolutions compute what they should, and a way round them when
-/// they do not. On an AMD EPYC virtual machine (CPU family 26, AVX-512; docs/BENCHMARKS.md,
-/// "Machines") oneDNN 3.7's AVX-512 float32 convolution returns wrong numbers, or NaN, when the
+/// they do not (docs/RELIABILITY.md, "Wrong convolutions"). On an AMD EPYC virtual machine (CPU family
+/// 26, AVX-512) oneDNN 3.7's AVX-512 float32 convolution returns wrong numbers or NaN when the
 /// channel count is not a multiple of 16 and the input is NCHW (24→24 channels, 3×3: errors of 5
-/// on outputs of 5); the same call is right on channels-last input, at double precision and on an
-/// Intel Xeon. A pruned model's merge check caught it. <see cref="Check"/> runs a few small
-/// convolutions against double precision; if one is wrong it turns oneDNN off for libtorch's
-/// convolutions (<c>at::Context::setUserEnabledMkldnn(false)</c>, what
-/// <c>torch.backends.mkldnn.enabled = False</c> does in Python) and checks again.
+/// on outputs of 5); the same call is right on channels-last input, in float64, with AVX2 kernels
+/// and on an Intel Xeon. A MobileNetV2 merge check caught it.
+/// <para>
+/// <see cref="Check"/> compares a few small convolutions with float64. oneDNN's instruction set can
+/// only be limited before its first use in a process, so the verdict is kept per CPU and libtorch
+/// version in <see cref="CacheFolder.Root"/>/kernels: a process that finds the AVX-512 kernels wrong
+/// switches oneDNN off for itself (<c>torch.backends.mkldnn.enabled = False</c> in Python) and
+/// records it; later processes limit oneDNN to AVX2 before using it.
+/// </para>
 /// </summary>
 public static class ConvolutionKernels
 {
+    /// <summary>Relative error above which a probe counts as wrong: float32 rounding gives about 1e-6.</summary>
+    public const double Tolerance = 1e-4;
+
+    private const string IsaVariable = "ONEDNN_MAX_CPU_ISA";
+
     // Shapes that exercise oneDNN's blocked layouts: channels below, at and off multiples of 16,
     // the stem of a 1- and a 3-channel model, a strided 2×2 downsampling and a depthwise 7×7.
     private static readonly (int In, int Out, int Side, int Kernel, int Stride, int Groups)[] Probes =
@@ -39,15 +59,17 @@ public static class ConvolutionKernels
     private static readonly Lazy<ConvolutionKernelChoice> Choice = new(Decide, LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>
-    /// Checks the convolutions once per process (a few milliseconds) and returns the kernels in use;
-    /// later calls return the first answer. Call it before the first convolution whose result matters.
+    /// Checks the convolutions once per process (milliseconds) and returns the kernels in use; later
+    /// calls return the first answer. Call it before the first convolution whose result matters
+    /// (<see cref="Models.ModelRegistry"/> does).
     /// </summary>
     /// <exception cref="InvalidOperationException">Even libtorch's reference kernels computed a probe wrongly.</exception>
     public static ConvolutionKernelChoice Check() => Choice.Value;
 
     /// <summary>
     /// The largest difference between a float32 convolution on this machine and the same in float64,
-    /// relative to the largest output, over the probe shapes (about 1e-6 where the kernels are right).
+    /// relative to the largest output, over the probe shapes (about 1e-6 where the kernels are right;
+    /// infinity for NaN).
     /// </summary>
     public static double ProbeError()
     {
@@ -65,31 +87,100 @@ public static class ConvolutionKernels
             var expected = nn.functional.conv2d(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64),
                 [stride, stride], padding, groups: groups);
             var error = (y - expected).abs().max().item<double>() / Math.Max(1, expected.abs().max().item<double>());
-            // NaN counts as wrong: only a finite, small error passes.
+            // Only a finite, small error passes.
             worst = double.IsNaN(error) ? double.PositiveInfinity : Math.Max(worst, error);
         }
         return worst;
     }
 
-    /// <summary>Relative error above which a probe counts as wrong: float32 rounding is about 1e-6 here.</summary>
-    public const double Tolerance = 1e-4;
+    /// <summary>Where the verdict for this CPU and libtorch version is kept.</summary>
+    public static string VerdictPath { get; } = Path.Combine(CacheFolder.Root, "kernels", $"onednn-{MachineKey()}.json");
+
+    private sealed record Verdict(
+        [property: JsonPropertyName("cpu")] string Cpu,
+        [property: JsonPropertyName("avx512_convolutions_wrong")] bool Avx512Wrong,
+        [property: JsonPropertyName("probe_error")] double ProbeError);
 
     private static ConvolutionKernelChoice Decide()
     {
-        var before = ProbeError();
-        if (before <= Tolerance)
+        var userLimit = Environment.GetEnvironmentVariable(IsaVariable) is { Length: > 0 };
+        var limited = userLimit;
+        if (!userLimit && ReadVerdict() is { Avx512Wrong: true })
         {
-            return ConvolutionKernelChoice.OneDnn;
+            // Before oneDNN's first use, which reads the variable once. The runtime's copy of the
+            // environment is not the C library's that oneDNN reads, so set both.
+            SetEnv(IsaVariable, "AVX2", 1);
+            Environment.SetEnvironmentVariable(IsaVariable, "AVX2");
+            limited = true;
+        }
+        var error = ProbeError();
+        if (error <= Tolerance)
+        {
+            if (!limited)
+            {
+                WriteVerdict(new Verdict(CpuName(), false, error));
+            }
+            return limited ? ConvolutionKernelChoice.OneDnnLimited : ConvolutionKernelChoice.OneDnn;
+        }
+        if (!limited)
+        {
+            WriteVerdict(new Verdict(CpuName(), true, error));
         }
         SetUserEnabledMkldnn(GlobalContext(), false);
-        var after = ProbeError();
-        if (!(after <= Tolerance))
-        {
-            throw new InvalidOperationException(
-                $"libtorch's convolutions compute wrong results on this CPU (relative error {before:G3} with oneDNN, {after:G3} without); results would not be trustworthy");
-        }
-        return ConvolutionKernelChoice.Reference;
+        var reference = ProbeError();
+        return reference <= Tolerance
+            ? ConvolutionKernelChoice.Reference
+            : throw new InvalidOperationException(
+                $"libtorch's convolutions compute wrong results on this CPU (relative error {error:G3} with oneDNN, {reference:G3} without); no result would be trustworthy");
     }
+
+    private static Verdict? ReadVerdict()
+    {
+        try
+        {
+            return File.Exists(VerdictPath) ? JsonSerializer.Deserialize<Verdict>(File.ReadAllText(VerdictPath)) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            // An unreadable verdict is measured again (and rewritten): it only decides speed, never correctness.
+            return null;
+        }
+    }
+
+    private static void WriteVerdict(Verdict verdict)
+    {
+        try
+        {
+            AtomicFile.WriteAllText(VerdictPath, JsonSerializer.Serialize(verdict));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A cache that cannot be written (read-only home) costs later processes speed, not
+            // correctness: each finds the kernels wrong again and uses the reference ones.
+            CacheError = $"cannot keep the convolution check in '{VerdictPath}': {AtomicFile.Reason(e)}";
+        }
+    }
+
+    /// <summary>Why the verdict could not be kept, if it could not; null otherwise.</summary>
+    public static string? CacheError { get; private set; }
+
+    private static string CpuName()
+    {
+        const string cpuinfo = "/proc/cpuinfo";
+        var lines = File.Exists(cpuinfo) ? File.ReadLines(cpuinfo).TakeWhile(l => l.Length > 0).ToList() : [];
+        string Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
+        return $"{Field("model name")} (family {Field("cpu family")}, model {Field("model\t")}, flags {Field("flags")})";
+    }
+
+    // The CPU (its name, family, model and features) and the libtorch build: a verdict holds for both.
+    private static string MachineKey()
+    {
+        var key = $"{CpuName()}|{typeof(TorchSharp.torch).Assembly.GetName().Version}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..12];
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int SetEnv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
 
     // at::globalContext() and at::Context::setUserEnabledMkldnn(bool), exported by libtorch_cpu
     // (TorchSharp, which has loaded it by now, does not wrap them). A member function takes the

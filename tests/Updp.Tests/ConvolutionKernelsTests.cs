@@ -13,6 +13,24 @@ public class ConvolutionKernelsTests
         Assert.Equal(choice, ConvolutionKernels.Check());
     }
 
+    [Fact]
+    public void TheVerdictKeptForLaterProcessesAgreesWithTheKernelsInUse()
+    {
+        var choice = ConvolutionKernels.Check();
+        var limit = Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA");
+
+        if (choice == ConvolutionKernelChoice.OneDnnLimited)
+        {
+            // Limited by the user, or by a verdict that the AVX-512 kernels are wrong.
+            Assert.False(string.IsNullOrEmpty(limit));
+            return;
+        }
+        Assert.True(File.Exists(ConvolutionKernels.VerdictPath), ConvolutionKernels.CacheError ?? ConvolutionKernels.VerdictPath);
+        using var verdict = System.Text.Json.JsonDocument.Parse(File.ReadAllText(ConvolutionKernels.VerdictPath));
+        Assert.Equal(choice == ConvolutionKernelChoice.Reference, verdict.RootElement.GetProperty("avx512_convolutions_wrong").GetBoolean());
+        Assert.Contains("flags", verdict.RootElement.GetProperty("cpu").GetString());
+    }
+
     [Theory]
     [InlineData(24, 24, 8, 3)] // the MobileNetV2 merged block that failed on an AMD EPYC with oneDNN
     [InlineData(24, 24, 16, 3)]

@@ -295,11 +295,7 @@ public sealed record BlockLatencyTable
     public static string DefaultPath(ModelConfig config, int resolution, int batch, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var root = Environment.GetEnvironmentVariable("UPDP_CACHE") is { Length: > 0 } cache
-            ? cache
-            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
-                ? xdg
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "updp");
+        var root = CacheFolder.Root;
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(config))))[..10];
         var where = device is null || Devices.IsCpu(device) ? "" : "-" + Devices.Name(device).Replace(":", "", StringComparison.Ordinal);
         return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}{where}.json");
