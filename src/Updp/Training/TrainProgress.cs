@@ -18,7 +18,7 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainTop1, 
 
     /// <summary>
     /// The loss of each optimisation step of the epoch, in order (the loss the step minimised: with
-    /// distillation, the distillation loss); NaN for a step skipped because its loss was not finite.
+    /// distillation, the distillation loss); NaN for a step skipped because its loss or gradient was not finite.
     /// Null (not written) in histories recorded before per-step losses were kept.
     /// </summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
