@@ -376,7 +376,7 @@ public static class SubnetSearch
     {
         var (baselineMs, mergedMs) = budget.Remeasure(best.Assignment);
         return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
-            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs);
+            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs, budget.Table.Blocks);
     }
 
     /// <summary>
