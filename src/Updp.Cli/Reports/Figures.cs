@@ -187,11 +187,13 @@ internal static class Figures
         }
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual([.. ticks.Select(t => t.Position)], [.. ticks.Select(t => t.Label)]);
         plot.Axes.Margins(0.02, 0.1);
-        plot.Axes.SetLimitsY(0, bars.Count > 0 ? bars.Max(b => b.Value) * 1.15 : 1);
+        // Headroom above the tallest bar keeps the legend off the bars.
+        plot.Axes.SetLimitsY(0, bars.Count > 0 ? bars.Max(b => b.Value) * 1.3 : 1);
         for (var f = 0; f < 3; f++)
         {
             plot.Legend.ManualItems.Add(new LegendItem { LabelText = forms[f], FillColor = SeriesColors[f] });
         }
+        plot.Legend.Orientation = Orientation.Horizontal;
         plot.ShowLegend(Alignment.UpperRight);
         return Png(plot, BlockLatencySize.Width, BlockLatencySize.Height);
     }
@@ -211,8 +213,10 @@ internal static class Figures
         for (var i = 0; i < panels.Count; i++)
         {
             var panel = panels[i];
-            var plot = NewPlot(panel.Title, panel.XLabel, panel.YLabel);
-            var drawn = 0;
+            var drawn = panel.Curves.Count(c => c.Points.Any(Finite));
+            // A note beside curves goes under the axis, where it cannot hide them; alone it fills the panel.
+            var xLabel = panel.Note is { } aside && drawn > 0 ? $"{panel.XLabel}  ({aside})" : panel.XLabel;
+            var plot = NewPlot(panel.Title, xLabel, panel.YLabel);
             foreach (var (curve, c) in panel.Curves.Select((s, c) => (s, c)))
             {
                 var points = curve.Points.Where(Finite).ToArray();
@@ -228,21 +232,29 @@ internal static class Figures
                 line.LineWidth = 1.5f;
                 line.MarkerSize = points.Length <= 50 ? 6 : 0;
                 line.LegendText = curve.Name;
-                drawn++;
             }
-            if (panel.Note is { } note)
+            if (drawn == 0 && panel.Note is { } note)
             {
-                var text = plot.Add.Annotation(note, drawn == 0 ? Alignment.MiddleCenter : Alignment.UpperLeft);
+                var text = plot.Add.Annotation(note, Alignment.MiddleCenter);
                 text.LabelFontSize = 13;
             }
             if (drawn > 0)
             {
-                plot.ShowLegend(Alignment.UpperRight);
+                plot.Axes.Margins(0.03, 0.12);
+                // Under the data area, where no curve runs beneath it, and the same width for every panel.
+                plot.Legend.Orientation = Orientation.Horizontal;
+                plot.ShowLegend(Edge.Bottom);
             }
-            plot.Render(surface.Canvas, new PixelRect(0, width, height * (i + 1), height * i));
+            // Steps and epochs are whole numbers.
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+            // Each panel drawn on its own and pasted below the one before (a plot rendered into part
+            // of a canvas clears the whole of it).
+            using var image = SKImage.FromEncodedData(Png(plot, width, height))
+                ?? throw new InvalidOperationException("SkiaSharp could not decode a panel it drew");
+            surface.Canvas.DrawImage(image, 0, height * i, SKSamplingOptions.Default);
         }
-        using var image = surface.Snapshot();
-        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+        using var snapshot = surface.Snapshot();
+        using var data = snapshot.Encode(SKEncodedImageFormat.Png, 100);
         return data.ToArray();
     }
 

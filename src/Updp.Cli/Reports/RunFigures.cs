@@ -157,7 +157,7 @@ internal static class RunFigures
         var points = new[] { 0L, knee, total - 1 }.Where(s => s >= 0 && s < total).Distinct().Order()
             .Select(s => new FigurePoint(s + 1, ramp.At(s))).ToList();
         var note = f.Method == "mixed" && f.Assignment.Dropped.Count > 0
-            ? "mixed: the dropped blocks fade out on the same ramp (docs/METHOD.md#progressive-drop)"
+            ? "the dropped blocks fade out on the same ramp"
             : null;
         return new CurvePanel(title, "step", "λ", [new PointSeries(string.Create(C, $"λ (ramp {f.Ramp:G3})"), points)], note);
     }
