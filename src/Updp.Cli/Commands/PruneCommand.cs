@@ -140,7 +140,7 @@ internal static class PruneCommand
 
     /// <summary>
     /// The report's figures (<see cref="RunFigures.WriteRun"/>); a run without a latency budget first
-    /// gets the baseline's per-block latency table at batch 1 (reused from the cache when there is one).
+    /// gets the baseline's per-block latency table at --latency-batch (reused from the cache when there is one).
     /// </summary>
     private static IReadOnlyList<WrittenFigure> DrawFigures(PruneOptions options, TorchSharp.torch.Device? on)
     {
@@ -148,9 +148,17 @@ internal static class PruneCommand
         {
             if (Checkpoint.ReadMeta(options.Checkpoint) is { Model: { } config, Preprocessing: { } preprocessing })
             {
-                if (RunFigures.EnsureLatencyTable(options.OutDir, config, preprocessing.InputSize, options.LatencyRuns, on))
+                try
                 {
-                    AnsiConsole.MarkupLine(Markup.Escape($"measured the per-block latency table of {config.Name} at batch 1 for the figures"));
+                    if (RunFigures.EnsureLatencyTable(options.OutDir, config, preprocessing.InputSize, options.LatencyRuns, on, options.LatencyTable, options.LatencyBatch))
+                    {
+                        AnsiConsole.MarkupLine(Markup.Escape($"measured the per-block latency table of {config.Name} at batch {options.LatencyBatch} for the figures"));
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The figures do without it: the frontier by MACs, no per-block bars.
+                    AnsiConsole.MarkupLine(Markup.Escape($"no per-block latency table for the figures: {e.Message}"));
                 }
             }
             return RunFigures.WriteRun(options.OutDir);

@@ -57,7 +57,7 @@ internal static class ReportCommand
                 }
                 var figure = CrossRunFrontier(metrics.Select(m => RunDirectory.ReadJson<PruneMetrics>(m.Path)).ToList(), parse.GetValue(title));
                 Figures.Write(file, Figures.Frontier(figure));
-                AnsiConsole.MarkupLine(Markup.Escape($"wrote {file} ({dirs.Length} runs)"));
+                AnsiConsole.MarkupLine(Markup.Escape($"wrote {file} ({dirs.Length} run{(dirs.Length == 1 ? "" : "s")})"));
                 return 0;
             }
             foreach (var dir in dirs)
@@ -77,7 +77,7 @@ internal static class ReportCommand
         var models = runs.Select(r => r.Model).Distinct().ToList();
         return new FrontierFigure
         {
-            Title = title ?? $"Test top-1 against latency, {string.Join(", ", models)} ({runs.Count} runs)",
+            Title = title ?? $"Test top-1 against latency, {string.Join(", ", models)} ({runs.Count} run{(runs.Count == 1 ? "" : "s")})",
             XLabel = "measured latency, batch 1 (ms)",
             YLabel = "test top-1 (%)",
             Series = [.. runs.GroupBy(r => r.Method).OrderBy(g => g.Key, StringComparer.Ordinal)

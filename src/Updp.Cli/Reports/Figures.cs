@@ -154,7 +154,9 @@ internal static class Figures
             m.LegendText = figure.ChosenLabel;
         }
         plot.Axes.Margins(0.08, 0.12);
-        plot.ShowLegend(Alignment.LowerRight);
+        // Under the data area: inside it the legend would hide points (the unpruned one sits in a corner).
+        plot.Legend.Orientation = Orientation.Horizontal;
+        plot.ShowLegend(Edge.Bottom);
         return Png(plot, FrontierSize.Width, FrontierSize.Height);
     }
 

@@ -212,11 +212,11 @@ internal static class RunFigures
 
     /// <summary>
     /// A prune run without a latency budget has no per-block times in its search: the latency table
-    /// of the baseline at batch 1 (this machine's, cached as <c>--latency-budget</c> caches it;
+    /// of the baseline at <paramref name="batch"/> (<c>--latency-batch</c>; this machine's, cached as <c>--latency-budget</c> caches it;
     /// measured when there is none) is copied into the run directory for figures (a) and (b).
-    /// Returns whether it was measured.
+    /// Returns whether it was measured. <paramref name="tablePath"/> is the cache file (<c>--latency-table</c>), null for the default.
     /// </summary>
-    public static bool EnsureLatencyTable(string runDir, ModelConfig config, int inputSize, int runs, TorchSharp.torch.Device? device)
+    public static bool EnsureLatencyTable(string runDir, ModelConfig config, int inputSize, int runs, TorchSharp.torch.Device? device, string? tablePath = null, int batch = 1)
     {
         var search = RunDirectory.ReadJson<SearchResult>(PrunePipeline.SearchFile(runDir));
         var copy = Path.Combine(runDir, PrunePipeline.LatencyTableFile);
@@ -225,7 +225,7 @@ internal static class RunFigures
             return false;
         }
         var needDropped = search.Space is not null;
-        var table = BlockLatencyTable.LoadOrMeasure(BlockLatencyTable.DefaultPath(config, inputSize, 1, device), config, inputSize, 1, out var measured,
+        var table = BlockLatencyTable.LoadOrMeasure(tablePath ?? BlockLatencyTable.DefaultPath(config, inputSize, batch, device), config, inputSize, batch, out var measured,
             runs, device, needDropped);
         BlockLatencyTable.Save(table, copy);
         return measured;
