@@ -260,10 +260,17 @@ internal static class Figures
         return data.ToArray();
     }
 
-    /// <summary>Writes PNG bytes to <paramref name="path"/> through a temporary file and a rename.</summary>
+    /// <summary>
+    /// Writes PNG bytes to <paramref name="path"/> through a temporary file and a rename, unless the
+    /// file already holds them (a finished run reported again keeps its files untouched).
+    /// </summary>
     public static void Write(string path, byte[] png)
     {
         ArgumentNullException.ThrowIfNull(png);
+        if (File.Exists(path) && new FileInfo(path).Length == png.Length && File.ReadAllBytes(path).AsSpan().SequenceEqual(png))
+        {
+            return;
+        }
         AtomicFile.Write(path, s => s.Write(png));
     }
 

@@ -270,7 +270,12 @@ internal static class RunFigures
         written.Add(new WrittenFigure(PrunePipeline.TrainingFigure, "Training curves",
             "Stage 1 (supernet: each step samples the blocks it prunes; validated with every block original) and stage 3 (fine-tune): " +
             "the loss each optimisation step minimised, validation top-1 after each epoch, and the λ of the pruned blocks."));
-        AtomicFile.WriteAllText(report, WithFigures(File.ReadAllText(report), written));
+        var before = File.ReadAllText(report);
+        var after = WithFigures(before, written);
+        if (after != before)
+        {
+            AtomicFile.WriteAllText(report, after);
+        }
         return written;
     }
 

@@ -168,12 +168,16 @@ public partial class CliTests
             Assert.Contains($"]({figure})", report);
         }
         var frontier = File.ReadAllBytes(Path.Combine(run, "frontier.png"));
+        var drawn = File.GetLastWriteTimeUtc(Path.Combine(run, "frontier.png"));
 
         // Again: the same pictures, one figures section.
+        Thread.Sleep(20);
         (code, _, err) = Run("report", run);
         Assert.True(code == 0, err);
         Assert.Equal(report, File.ReadAllText(Path.Combine(run, "report.md")));
         Assert.Equal(frontier, File.ReadAllBytes(Path.Combine(run, "frontier.png")));
+        // Unchanged files are not written again.
+        Assert.Equal(drawn, File.GetLastWriteTimeUtc(Path.Combine(run, "frontier.png")));
         Assert.DoesNotContain(dir.Files(), f => f.Contains(".tmp", StringComparison.Ordinal));
     }
 
