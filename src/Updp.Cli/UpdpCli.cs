@@ -27,6 +27,7 @@ public static class UpdpCli
             FinetuneCommand.Create(),
             MergeCommand.Create(),
             PruneCommand.Create(),
+            ReportCommand.Create(),
             DemoCommand.Create(),
         };
         // The built-in --version prints the entry assembly's version (the test host's under tests);

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using Spectre.Console;
+using Updp.Checkpoints;
+using Updp.Cli.Reports;
 using Updp.Pruning;
 using Updp.Training;
 
@@ -66,7 +68,8 @@ internal static class PruneCommand
         var device = CommonOptions.Device();
         var command = new Command("prune",
             "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +
-            "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md; with --method mixed they give each block's form. " +
+            "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md with its figures (frontier.png, block_latency.png, training.png); " +
+            "with --method mixed they give each block's form. " +
             "Run it again after an interruption: finished stages (found by their output files) are skipped. OUT/run.json records the settings; " +
             "a run with other settings, or a finished run without --resume, is refused (--force starts over).")
         {
@@ -125,14 +128,47 @@ internal static class PruneCommand
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TrainCommand.Where(on)}) → {options.OutDir}"));
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress, Interruption.Stoppable("finished stages are kept; run the same command again to skip them and resume the interrupted one")));
             Render(result.Metrics);
+            var figures = DrawFigures(options, on);
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.OnnxFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) })}"));
+                $"wrote {string.Join(", ", new[] { PrunePipeline.SearchFile(options.OutDir), Path.Combine(PrunePipeline.FinetuneDir(options.OutDir), "pruned.safetensors"), Path.Combine(options.OutDir, PrunePipeline.MergedFile), Path.Combine(options.OutDir, PrunePipeline.OnnxFile), Path.Combine(options.OutDir, PrunePipeline.MetricsFile), Path.Combine(options.OutDir, PrunePipeline.ReportFile) }.Concat(figures.Select(f => Path.Combine(options.OutDir, f.File))))}"));
             return 0;
         });
         return command;
     }
 
     private const string BaselineTeacher = "baseline";
+
+    /// <summary>
+    /// The report's figures (<see cref="RunFigures.WriteRun"/>); a run without a latency budget first
+    /// gets the baseline's per-block latency table at --latency-batch (reused from the cache when there is one).
+    /// </summary>
+    private static IReadOnlyList<WrittenFigure> DrawFigures(PruneOptions options, TorchSharp.torch.Device? on)
+    {
+        try
+        {
+            if (Checkpoint.ReadMeta(options.Checkpoint) is { Model: { } config, Preprocessing: { } preprocessing })
+            {
+                try
+                {
+                    if (RunFigures.EnsureLatencyTable(options.OutDir, config, preprocessing.InputSize, options.LatencyRuns, on, options.LatencyTable, options.LatencyBatch))
+                    {
+                        AnsiConsole.MarkupLine(Markup.Escape($"measured the per-block latency table of {config.Name} at batch {options.LatencyBatch} for the figures"));
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The figures do without it: the frontier by MACs, no per-block bars.
+                    AnsiConsole.MarkupLine(Markup.Escape($"no per-block latency table for the figures: {e.Message}"));
+                }
+            }
+            return RunFigures.WriteRun(options.OutDir);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new InvalidOperationException(
+                $"the run is finished but its figures could not be drawn: {e.Message} (`updp report {options.OutDir}` draws them again)", e);
+        }
+    }
 
     /// <summary>
     /// The teacher checkpoint for --distill. Distilling from the baseline is the default: at K=2 on

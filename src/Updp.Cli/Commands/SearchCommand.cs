@@ -1,6 +1,8 @@
 using System.CommandLine;
 using Spectre.Console;
+using Updp.Cli.Reports;
 using Updp.Pruning;
+using Updp.Training;
 
 namespace Updp.Cli.Commands;
 
@@ -38,7 +40,8 @@ internal static class SearchCommand
         var threads = CommonOptions.Threads();
         var device = CommonOptions.Device();
         var command = new Command("search",
-            "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json. " +
+            "Stage 2: rank the K-block subsets by validation top-1 of the supernet; writes OUT/search.json and OUT/frontier.png " +
+            "(every scored subset's validation top-1 against its predicted latency, or MACs without --latency-budget; with a budget also OUT/block_latency.png). " +
             "Every subset is scored when there are at most --exhaustive-limit of them; otherwise an evolutionary search " +
             "(a random population of --population subsets, then --generations rounds of mutation and crossover among the better half, " +
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed). " +
@@ -53,7 +56,9 @@ internal static class SearchCommand
         {
             var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
-            OutputFiles.Check("--out", [Path.Combine(parse.GetValue(outDir)!, SubnetSearch.ResultFile)], parse.GetValue(force), parse.GetValue(checkpoint));
+            // The figures go next to search.json: the frontier always, the per-block latency with a budget.
+            string[] written = [SubnetSearch.ResultFile, PrunePipeline.FrontierFigure, .. parse.GetValue(budget) is null ? Array.Empty<string>() : [PrunePipeline.BlockLatencyFigure]];
+            OutputFiles.Check("--out", written.Select(f => Path.Combine(parse.GetValue(outDir)!, f)), parse.GetValue(force), parse.GetValue(checkpoint));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
             var space = CommonOptions.ParseSpace(parse.GetValue(method));
             var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
@@ -86,7 +91,13 @@ internal static class SearchCommand
             var result = ConsoleProgress.Search(progress => SubnetSearch.Run(options, progress,
                 Interruption.Stoppable("nothing was written; run the same command again to search from the start")));
             Render(result, parse.GetValue(top));
-            AnsiConsole.MarkupLine(Markup.Escape($"wrote {Path.Combine(options.OutDir!, SubnetSearch.ResultFile)}"));
+            IReadOnlyList<WrittenFigure> figures;
+            using (RunLock.Acquire(options.OutDir, "updp search"))
+            {
+                figures = RunFigures.WriteSearch(options.OutDir, result);
+            }
+            AnsiConsole.MarkupLine(Markup.Escape(
+                $"wrote {string.Join(", ", figures.Select(f => f.File).Prepend(SubnetSearch.ResultFile).Select(f => Path.Combine(options.OutDir, f)))}"));
             return 0;
         });
         return command;

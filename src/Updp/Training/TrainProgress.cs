@@ -15,4 +15,12 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainTop1, 
 
     /// <summary>Seconds of the training steps alone (the epoch without validation).</summary>
     public double TrainSeconds { get; init; }
+
+    /// <summary>
+    /// The loss of each optimisation step of the epoch, in order (the loss the step minimised: with
+    /// distillation, the distillation loss); NaN for a step skipped because its loss or gradient was not finite.
+    /// Null (not written) in histories recorded before per-step losses were kept.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<float>? StepLosses { get; init; }
 }

@@ -82,7 +82,7 @@ public sealed class Trainer
         {
             cancellation.ThrowIfCancellationRequested();
             var clock = Stopwatch.StartNew();
-            var (trainLoss, trainTop1, dataSeconds) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
+            var (trainLoss, trainTop1, dataSeconds, stepLosses) = TrainEpoch(optimizer, train, epoch, stepsPerEpoch, schedule, progress, cancellation);
             var trainSeconds = clock.Elapsed.TotalSeconds;
             BeforeEvaluate?.Invoke((long)epoch * stepsPerEpoch, totalSteps);
             var valResult = Evaluator.Evaluate(_model, val.Epoch(0));
@@ -95,6 +95,7 @@ public sealed class Trainer
             {
                 DataSeconds = dataSeconds,
                 TrainSeconds = trainSeconds,
+                StepLosses = stepLosses,
             };
             history.Add(result);
             state = new TrainState(epoch,
@@ -111,7 +112,7 @@ public sealed class Trainer
         return state;
     }
 
-    private (double Loss, double Top1, double DataSeconds) TrainEpoch(FusedAdamW optimizer, BatchLoader train, int epoch, int steps,
+    private (double Loss, double Top1, double DataSeconds, float[] StepLosses) TrainEpoch(FusedAdamW optimizer, BatchLoader train, int epoch, int steps,
         LearningRateSchedule schedule, IProgress<TrainProgress>? progress, CancellationToken cancellation)
     {
         _model.train();
@@ -122,6 +123,8 @@ public sealed class Trainer
         var step = 0;
         var nonFinite = 0;
         string? streak = null;
+        // Kept in the history for the training-curve figures (the epoch means hide a ramp's effect).
+        var stepLosses = new List<float>(steps);
         var clock = Stopwatch.StartNew();
         var device = Devices.Of(_model);
 
@@ -164,6 +167,8 @@ public sealed class Trainer
                     loss.backward();
                     failed = double.IsFinite(optimizer.GradientNorm()) ? null : "gradient norm";
                 }
+                // A skipped step is kept as NaN, so that step numbers stay those of the schedule.
+                stepLosses.Add(failed is null ? lossValue : float.NaN);
                 if (failed is null)
                 {
                     nonFinite = 0;
@@ -198,6 +203,6 @@ public sealed class Trainer
             ? throw (nonFinite > 0
                 ? new TrainingDivergedException($"the {streak} was not finite at every step", epoch, step)
                 : new InvalidOperationException("the training set yielded no batches"))
-            : (lossSum / seen, (double)correct / seen, waiting.Elapsed.TotalSeconds);
+            : (lossSum / seen, (double)correct / seen, waiting.Elapsed.TotalSeconds, stepLosses.ToArray());
     }
 }

@@ -72,6 +72,11 @@ public partial class CliTests
             Assert.Contains("drop", forms.Values);
         });
         Assert.Equal(candidates[0].GetProperty("latency_ms").GetDouble(), root.GetProperty("latency").GetProperty("predicted_ms").GetDouble(), 9);
+        // The table's block times stay with the search, and its figures are drawn next to search.json.
+        Assert.Equal(12, root.GetProperty("latency").GetProperty("blocks").GetArrayLength());
+        Assert.Equal(Updp.Cli.Reports.Figures.FrontierSize, PngSize(File.ReadAllBytes(Path.Combine(run, "frontier.png"))));
+        Assert.Equal(Updp.Cli.Reports.Figures.BlockLatencySize, PngSize(File.ReadAllBytes(Path.Combine(run, "block_latency.png"))));
+        Assert.Contains("frontier.png", stdout);
 
         // The merge-only space needs a third block for the same budget.
         (code, _, err) = Run("search", "--checkpoint", baseline, "--data", "fashion-mnist", "--latency-budget", "75", "--latency-table", path,

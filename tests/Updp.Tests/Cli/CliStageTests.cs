@@ -192,6 +192,19 @@ public partial class CliTests
         var (code, stdout, err) = Run(args);
         Assert.True(code == 0, err);
 
+        // The report's figures (issue 14): without a budget the baseline's latency table is kept in the run for them.
+        Assert.True(File.Exists(Path.Combine(run, "latency_table.json")));
+        Assert.Equal(Updp.Cli.Reports.Figures.FrontierSize, PngSize(File.ReadAllBytes(Path.Combine(run, "frontier.png"))));
+        Assert.Equal(Updp.Cli.Reports.Figures.BlockLatencySize, PngSize(File.ReadAllBytes(Path.Combine(run, "block_latency.png"))));
+        Assert.Equal((Updp.Cli.Reports.Figures.PanelSize.Width, 3 * Updp.Cli.Reports.Figures.PanelSize.Height), PngSize(File.ReadAllBytes(Path.Combine(run, "training.png"))));
+        var figures = File.ReadAllText(Path.Combine(run, "report.md"));
+        Assert.All(new[] { "frontier.png", "block_latency.png", "training.png" }, f => Assert.Contains($"]({f})", figures));
+        using (var history = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "finetune", "metrics.json"))))
+        {
+            // Two epochs of two steps, each step's loss kept.
+            Assert.All(history.RootElement.GetProperty("history").EnumerateArray(), e => Assert.Equal(2, e.GetProperty("step_losses").GetArrayLength()));
+        }
+
         // The supernet drew merge or drop per block; every ConvNeXt block may be dropped.
         using (var supernet = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "supernet", "metrics.json"))))
         {
@@ -245,8 +258,8 @@ public partial class CliTests
         Assert.All(dropped, b => Assert.Contains($"| {b} | dropped |", report));
         Assert.All(merged, b => Assert.Contains($"| {b} | merged |", report));
 
-        // A second run finds every stage done, the mixed ones included.
-        (code, stdout, err) = Run(args);
+        // A second run (--resume: the run is finished) finds every stage done, the mixed ones included.
+        (code, stdout, err) = Run([.. args, "--resume"]);
         Assert.True(code == 0, err);
         foreach (var stage in new[] { "supernet", "search", "finetune", "merge" })
         {

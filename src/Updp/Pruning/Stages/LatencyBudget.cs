@@ -110,5 +110,11 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
 /// <param name="PredictedMs">The best subset's predicted latency.</param>
 /// <param name="MeasuredMs">The best subset's merged model, measured again after the search.</param>
 /// <param name="MeasuredBaselineMs">The unpruned model, timed alternately with it.</param>
+/// <param name="Blocks">
+/// The table's per-block times the candidates were predicted from, kept with the search so that its
+/// figures can be drawn again from the run directory alone; null (not written) in searches from before.
+/// </param>
 public sealed record LatencyReport(double BudgetMs, int Batch, int Resolution, int Threads, string? Table, double ModelMs,
-    double PredictedMs, double MeasuredMs, double MeasuredBaselineMs);
+    double PredictedMs, double MeasuredMs, double MeasuredBaselineMs,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<BlockLatency>? Blocks = null);

@@ -136,7 +136,9 @@ public sealed record PruneResult(PruneMetrics Metrics, IReadOnlyList<PruneStage>
 /// test top-1, costs and latency of baseline and merged model. Layout of OutDir:
 /// <c>supernet/</c> (stage 1, <c>supernet.safetensors</c>), <c>search.json</c> (stage 2),
 /// <c>finetune/</c> (stage 3, <c>pruned.safetensors</c>), <c>merged.safetensors</c> (stage 4),
-/// <c>model.onnx</c> (the merged model, checked in ONNX Runtime), <c>metrics.json</c> and <c>report.md</c>.
+/// <c>model.onnx</c> (the merged model, checked in ONNX Runtime), <c>metrics.json</c> and <c>report.md</c>
+/// (and, drawn by the command line, the figures the report shows: <see cref="FrontierFigure"/>,
+/// <see cref="BlockLatencyFigure"/>, <see cref="TrainingFigure"/>, with <see cref="LatencyTableFile"/>).
 /// The baseline, the data, the calibration images and the teacher are loaded once (<see cref="PruneContext"/>);
 /// each stage (<see cref="IPruneStage{TResult}"/>) hands its typed result to the next. Every file is
 /// written atomically and a stage counts as finished when its final file exists (training stages:
@@ -151,6 +153,16 @@ public static class PrunePipeline
     public const string ReportFile = "report.md";
     public const string MergedFile = "merged.safetensors";
     public const string OnnxFile = "model.onnx";
+
+    /// <summary>The figures <c>updp prune</c>, <c>search</c> and <c>report</c> draw next to report.md (the library does not draw them).</summary>
+    public const string FrontierFigure = "frontier.png";
+
+    public const string BlockLatencyFigure = "block_latency.png";
+
+    public const string TrainingFigure = "training.png";
+
+    /// <summary>A run without a latency budget keeps the per-block latency table its figures use here.</summary>
+    public const string LatencyTableFile = "latency_table.json";
 
     public static string SupernetDir(string outDir) => Path.Combine(outDir, "supernet");
 

@@ -66,7 +66,11 @@ internal sealed class PruneRun : IDisposable
 
     /// <summary>Every file a prune run writes in <paramref name="outDir"/>, existing or not.</summary>
     public static IEnumerable<string> Files(string outDir) =>
-        new[] { RunDirectory.RunName, SubnetSearch.ResultFile, PrunePipeline.MergedFile, PrunePipeline.OnnxFile, PrunePipeline.MetricsFile, PrunePipeline.ReportFile }
+        new[]
+            {
+                RunDirectory.RunName, SubnetSearch.ResultFile, PrunePipeline.MergedFile, PrunePipeline.OnnxFile, PrunePipeline.MetricsFile, PrunePipeline.ReportFile,
+                PrunePipeline.FrontierFigure, PrunePipeline.BlockLatencyFigure, PrunePipeline.TrainingFigure, PrunePipeline.LatencyTableFile,
+            }
             .Select(name => Path.Combine(outDir, name))
             .Append(Checkpoints.Checkpoint.SidecarPath(Path.Combine(outDir, PrunePipeline.MergedFile)))
             .Concat(RunDirectory.RunFilesOf(PrunePipeline.SupernetDir(outDir), SupernetTraining.CheckpointName))

@@ -158,6 +158,14 @@ public sealed record SearchResult
     /// <summary>The unpruned model's cost.</summary>
     public required ModelCost Original { get; init; }
 
+    /// <summary>
+    /// Validation top-1 of the supernet with no block changed (every candidate at λ=0, the unpruned
+    /// network on the supernet's weights), scored as the candidates are: the same images, the same
+    /// BN recalibration. Null (not written) in searches from before it was scored.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? UnprunedValTop1 { get; init; }
+
     public double Seconds { get; init; }
 
     /// <summary>Every scored subset, best first (validation top-1, then fewer MACs, then block order).</summary>
@@ -248,6 +256,9 @@ public static class SubnetSearch
                 constrained = feasible is not null;
             }
             var ranked = RankCandidates(exploration, costs, options.Latency, mixed);
+            // The reference point of the search's figure: what pruning nothing scores on the same footing.
+            // No block is swapped out after a mixed exploration, so the empty subset is the empty assignment too.
+            var unpruned = ScoreSubset(model, candidates, [], calibration, valBatches);
             var result = new SearchResult
             {
                 Checkpoint = options.Checkpoint,
@@ -268,6 +279,7 @@ public static class SubnetSearch
                 Split = data.Split,
                 InputSize = inputSize,
                 Original = costs.Original,
+                UnprunedValTop1 = unpruned,
                 Seconds = clock.Elapsed.TotalSeconds,
                 Candidates = ranked,
             };
@@ -364,7 +376,7 @@ public static class SubnetSearch
     {
         var (baselineMs, mergedMs) = budget.Remeasure(best.Assignment);
         return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
-            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs);
+            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs, budget.Table.Blocks);
     }
 
     /// <summary>
