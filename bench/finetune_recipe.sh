@@ -42,15 +42,17 @@ run() {  # NAME DATA ARGS...
   ./updp train --model resnet18 --data "$out/$data" --input-size 224 --epochs 3 --batch-size 32 --seed 0 \
     --threads 1 --cache "$out/cache-$data" --out "$out/$name" "$@" 2>&1 | grep -v " step [0-9]*/" | tee "$out/$name.log"
 }
-run shapes-scratch shapes
-for lr in 2e-3 5e-4 1e-4; do
-  run "shapes-pre-lr$lr-wu1" shapes --pretrained "$out/resnet18_in1k.safetensors" --lr $lr --warmup-epochs 1
-done
-run shapes-pre-lr5e-4-wu0 shapes --pretrained "$out/resnet18_in1k.safetensors" --lr 5e-4 --warmup-epochs 0
+# Most telling first (the script can be stopped and rerun; finished runs are kept): the from-scratch
+# lr against the fine-tuning one on both data sets, then warm-up, then the baselines.
+pre=(--pretrained "$out/resnet18_in1k.safetensors")
+run shapes-pre-lr5e-4-wu1 shapes "${pre[@]}" --lr 5e-4 --warmup-epochs 1
+run shapes-pre-lr2e-3-wu1 shapes "${pre[@]}" --lr 2e-3 --warmup-epochs 1
+run fm2k-pre-lr5e-4-wu1 fm2k --train-limit 1000 "${pre[@]}" --lr 5e-4 --warmup-epochs 1
+run fm2k-pre-lr2e-3-wu1 fm2k --train-limit 1000 "${pre[@]}" --lr 2e-3 --warmup-epochs 1
+run shapes-pre-lr5e-4-wu0 shapes "${pre[@]}" --lr 5e-4 --warmup-epochs 0
 run fm2k-scratch fm2k --train-limit 1000
-for lr in 2e-3 5e-4; do
-  run "fm2k-pre-lr$lr-wu1" fm2k --train-limit 1000 --pretrained "$out/resnet18_in1k.safetensors" --lr $lr --warmup-epochs 1
-done
+run shapes-scratch shapes
+run shapes-pre-lr1e-4-wu1 shapes "${pre[@]}" --lr 1e-4 --warmup-epochs 1
 python3 - "$out" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
