@@ -58,7 +58,7 @@ public static class Merger
 
     /// <summary>
     /// Merges the chosen <paramref name="blocks"/> of a trained model without training: each block is
-    /// put in its pruned form at λ = 1 (its activation removed, its norm a batch norm, DESIGN §2),
+    /// put in its pruned form at λ = 1 (its activation removed, its norm a batch norm, docs/METHOD.md#block-forms),
     /// the batch norms that form adds get their running statistics from <paramref name="calibration"/>
     /// (<see cref="BatchNormCalibration"/>), and then every pruned block is merged and verified as by
     /// <see cref="MergeAll(ImageClassifier, IEnumerable{Tensor}, int, int)"/>, on the same batches.
