@@ -42,6 +42,11 @@ public partial class CliTests
         var supernet = Path.Combine(run, "supernet.safetensors");
         Assert.True(File.Exists(supernet));
         Assert.True(File.Exists(Path.Combine(run, "metrics.json")));
+        // This supernet never trained dropped blocks: the mixed method refuses it up front.
+        (code, _, err) = Run("prune", "--checkpoint", baseline, "--data", "fashion-mnist", "--blocks", "2", "--method", "mixed",
+            "--supernet", supernet, "--out", dir.File("mixed"));
+        Assert.Equal(2, code);
+        Assert.Contains("trained for merging only", err);
 
         // 66 subsets of 2 among 12 > 3·(1+1): evolutionary.
         (code, var stdout, err) = Run("search", "--checkpoint", supernet, "--data", "fashion-mnist", "--blocks", "2", "--out", run,

@@ -259,6 +259,14 @@ public static class PrunePipeline
             {
                 throw new ArgumentException($"supernet '{given}': expected a supernet of the baseline's model ({model.Config.Name}) with blocks in progressive form");
             }
+            // A merge-only supernet never trained the dropped forms the mixed search would score.
+            var metrics = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(given))!, "metrics.json");
+            if (options.Space == SearchSpace.Mixed && File.Exists(metrics)
+                && RunDirectory.ReadJson<SupernetResult>(metrics) is { Space: not "mixed" })
+            {
+                throw new ArgumentException(
+                    $"supernet '{given}' was trained for merging only ({metrics} has no \"space\": \"mixed\"); --method mixed needs `updp supernet --method mixed`");
+            }
         }
         ArgumentOutOfRangeException.ThrowIfNegative(options.MergeCheckImages, nameof(options.MergeCheckImages));
         _ = context.Meta?.Preprocessing?.InputSize
