@@ -33,7 +33,7 @@ public enum ConvolutionKernelChoice
 /// 26, AVX-512) oneDNN 3.7's AVX-512 float32 convolution returns wrong numbers or NaN when the
 /// channel count is not a multiple of 16 and the input is NCHW (24→24 channels, 3×3: errors of 5
 /// on outputs of 5); the same call is right on channels-last input, in float64, with AVX2 kernels
-/// and on an Intel Xeon. A MobileNetV2 merge check caught it.
+/// and on an Intel Xeon. A merge check caught it.
 /// <para>
 /// <see cref="Check"/> compares a few small convolutions with float64. oneDNN's instruction set can
 /// only be limited before its first use in a process, so the verdict is kept per CPU and libtorch
