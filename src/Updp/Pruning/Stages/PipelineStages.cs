@@ -123,6 +123,7 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
             Strategy = options.Search,
             ValidationLimit = options.SearchValidationLimit,
             Latency = latency,
+            LatencyChecks = options.LatencyChecks,
         }, StageProgress.Search(progress), cancellation);
 
     public SearchResult Load(string runDir)

@@ -76,6 +76,15 @@ public sealed record SearchOptions
     /// <summary>A latency budget: only subsets predicted to fit are scored; the best is measured again.</summary>
     public LatencyBudget? Latency { get; init; }
 
+    /// <summary>
+    /// With <see cref="Latency"/>: how many scored candidates besides the best, drawn at random, are
+    /// also built and timed whole to check the table's prediction (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public int LatencyChecks { get; init; } = DefaultLatencyChecks;
+
+    /// <summary>The default of <see cref="LatencyChecks"/>: a few, each costs one model built, exported (ONNX Runtime) and timed.</summary>
+    public const int DefaultLatencyChecks = 3;
+
     public SearchStrategy Strategy { get; init; } = new();
 
     /// <summary>Score on the first N validation images only (faster, noisier); null for the whole split.</summary>
@@ -141,7 +150,10 @@ public sealed record SearchResult
 
     public bool Constrained { get; init; }
 
-    /// <summary>The latency budget, the best subset's predicted and re-measured latency; null without a budget.</summary>
+    /// <summary>
+    /// The latency budget, the best subset's predicted and re-measured latency, and the prediction
+    /// checked on a few more candidates; null without a budget.
+    /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public LatencyReport? Latency { get; init; }
 
@@ -193,6 +205,7 @@ public static class SubnetSearch
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(options);
         options.Strategy.Validate();
+        ArgumentOutOfRangeException.ThrowIfNegative(options.LatencyChecks, nameof(options.LatencyChecks));
         var clock = Stopwatch.StartNew();
         var (model, candidates) = Supernet(context, options);
         using var _ = model;
@@ -259,7 +272,7 @@ public static class SubnetSearch
                 Subsets = exploration.Assignments,
                 Scored = ranked.Count,
                 Constrained = constrained,
-                Latency = options.Latency is { } budget ? Remeasure(budget, ranked[0]) : null,
+                Latency = options.Latency?.Check(ranked[0].Assignment, [.. ranked.Select(c => c.Assignment)], options.LatencyChecks, options.Strategy.Seed),
                 CalibrationBatches = calibration.Count,
                 CalibrationBatchSize = context.Settings.CalibrationBatchSize,
                 ValidationImages = validation.Count,
@@ -356,14 +369,6 @@ public static class SubnetSearch
             .OrderByDescending(c => c.ValTop1).ThenBy(c => c.Macs).ThenBy(c => c.Blocks, SubsetOrder.Instance)
             .ThenBy(c => c.Assignment.Dropped, SubsetOrder.Instance)
             .ToList();
-
-    // The best subset's merged model timed again against the unpruned one, next to the table's prediction.
-    private static LatencyReport Remeasure(LatencyBudget budget, SearchCandidate best)
-    {
-        var (baselineMs, mergedMs) = budget.Remeasure(best.Assignment);
-        return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
-            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs);
-    }
 
     /// <summary>
     /// The score of one subset: every block of <paramref name="candidates"/> goes to its progressive
