@@ -8,8 +8,8 @@ namespace Updp.Cli;
 /// What each option accepts, declared next to the option and checked while the command line is
 /// parsed, so that a bad value is refused (exit 2, one line naming the option, the allowed values
 /// and the value given) before anything is loaded, trained or written. One rule per kind of value:
-/// integer and number ranges (numbers must be finite), existing readable regular files, and
-/// output paths whose parent can hold them.
+/// integer and number ranges (numbers must be finite, written with a decimal point), existing
+/// readable regular files, and output paths whose parent is a folder a file can be created in.
 /// </summary>
 internal static class OptionRules
 {
@@ -36,11 +36,11 @@ internal static class OptionRules
 
     /// <summary>A finite number in the interval given (closed unless an end is marked open).</summary>
     public static Option<double> Range(this Option<double> option, double min, double max, bool minOpen = false, bool maxOpen = false) =>
-        option.Rule(r => NumberError(r.GetValueOrDefault<double>(), min, max, minOpen, maxOpen));
+        option.Rule(r => SeparatorError(r) ?? NumberError(r.GetValueOrDefault<double>(), min, max, minOpen, maxOpen));
 
     /// <summary>A finite number in the interval given, when given.</summary>
     public static Option<double?> Range(this Option<double?> option, double min, double max, bool minOpen = false, bool maxOpen = false) =>
-        option.Rule(r => r.GetValueOrDefault<double?>() is double v ? NumberError(v, min, max, minOpen, maxOpen) : null);
+        option.Rule(r => SeparatorError(r) ?? (r.GetValueOrDefault<double?>() is double v ? NumberError(v, min, max, minOpen, maxOpen) : null));
 
     /// <summary>Every value of an integer list in [<paramref name="min"/>, <paramref name="max"/>].</summary>
     public static TOption EachInRange<TOption>(this TOption option, int min, int max)
@@ -79,19 +79,10 @@ internal static class OptionRules
         {
             return "expected a file path, got an empty string";
         }
-        if (Directory.Exists(path))
+        // Checked before opening: opening a pipe would block.
+        if (RegularFile.Check(path) is { } problem)
         {
-            return $"'{path}' is a folder; expected a file";
-        }
-        var info = new FileInfo(path);
-        if (!info.Exists)
-        {
-            return $"'{path}' does not exist";
-        }
-        // Pipes and devices report length 0 as empty files do; opening a pipe would block.
-        if (info.Length == 0)
-        {
-            return $"'{path}' is empty or not a regular file (a pipe or a device)";
+            return $"'{path}' {RegularFile.Describe(problem)}";
         }
         try
         {
@@ -104,7 +95,8 @@ internal static class OptionRules
         }
     }
 
-    // Where a file or directory can be created: its parent (the nearest existing ancestor) is a folder.
+    // Where a file or directory can be created: the nearest existing folder (the run directory
+    // itself, when it exists) is a folder in which a file can be created, e.g. not on a read-only disk.
     private static string? OutputError(string path, bool isDirectory)
     {
         if (string.IsNullOrWhiteSpace(path))
@@ -115,19 +107,43 @@ internal static class OptionRules
         {
             return isDirectory ? $"'{path}' is a file; expected a run directory" : $"'{path}' is a folder; expected a file path";
         }
-        for (var parent = Path.GetDirectoryName(Path.GetFullPath(path)); parent is not null; parent = Path.GetDirectoryName(parent))
+        var full = Path.GetFullPath(path);
+        for (var folder = isDirectory && Directory.Exists(full) ? full : Path.GetDirectoryName(full); folder is not null; folder = Path.GetDirectoryName(folder))
         {
-            if (Directory.Exists(parent))
+            if (Directory.Exists(folder))
             {
-                return null;
+                return WriteError(folder) is { } reason ? $"'{path}' cannot be written: no file can be created in '{folder}' ({reason})" : null;
             }
-            if (File.Exists(parent))
+            if (File.Exists(folder))
             {
-                return $"'{path}' cannot be created: '{parent}' is a file, not a folder";
+                return $"'{path}' cannot be created: '{folder}' is a file, not a folder";
             }
         }
         return null;
     }
+
+    // Why no file can be created in the folder, or null when one can: the only exact test (permissions,
+    // read-only mounts, ACLs) is to create one. It is deleted as it is closed and named like the
+    // temporary files an interrupted save leaves, which run directories clear.
+    private static string? WriteError(string folder)
+    {
+        try
+        {
+            using var probe = new FileStream(Path.Combine(folder, $".updp-write-check.{Guid.NewGuid():N}.tmp"),
+                FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return AtomicFile.Reason(e);
+        }
+    }
+
+    // Numbers are read in the invariant culture, where ',' separates thousands: "0,001" would be 1.
+    private static string? SeparatorError(OptionResult result) =>
+        result.Tokens.FirstOrDefault(t => t.Value.Contains(',', StringComparison.Ordinal)) is { } token
+            ? $"expected a number with a decimal point, e.g. 0.001, got '{token.Value}' (',' is not accepted)"
+            : null;
 
     private static string IntegerError(long min, long max, long value) =>
         max == long.MaxValue || max == int.MaxValue

@@ -3,8 +3,8 @@ namespace Updp.Cli;
 /// <summary>
 /// The files a verb writes: checked before any work so that nothing the user did not ask to
 /// replace is replaced. An existing file is refused unless <c>--force</c> is given, and a file
-/// that is also one of the verb's inputs is refused always (the input would be read while it is
-/// replaced, or lost if the run fails).
+/// that is also one of the verb's inputs, or an empty file, a pipe or a device, is refused always
+/// (the input would be read while it is replaced, or lost if the run fails; a device is not ours to replace).
 /// </summary>
 internal static class OutputFiles
 {
@@ -22,6 +22,12 @@ internal static class OutputFiles
             if (read.Contains(full) || (File.Exists(full) && read.Any(i => File.Exists(i) && SameFile(i, full))))
             {
                 throw new ArgumentException($"{option} '{output}' is also an input of this command; write to another file");
+            }
+            // A pipe or a device (as /dev/null) reports length 0, as an empty file does; --force would
+            // rename a new file over it, which as root replaces the device itself.
+            if (File.Exists(full) && RegularFile.Check(full) == RegularFileProblem.Empty)
+            {
+                throw new ArgumentException($"{option} '{output}' exists and {RegularFile.Describe(RegularFileProblem.Empty)}; remove it or choose another path");
             }
             if (File.Exists(full) && !force)
             {

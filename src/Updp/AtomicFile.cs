@@ -13,22 +13,51 @@ public static class AtomicFile
     public static void WriteVia(string path, Action<string> writeTo)
     {
         var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         if (Directory.Exists(full))
         {
             throw new IOException($"cannot write '{path}': it is a directory");
         }
-        var tmp = TempPath(full);
+        string? tmp = null;
         try
         {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            tmp = TempPath(full);
             writeTo(tmp);
             File.Move(tmp, full, overwrite: true);
             tmp = null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The system's message names the temporary file, which the user never asked for.
+            throw new IOException($"cannot write '{path}': {Reason(e)}", e);
         }
         finally
         {
             TryDelete(tmp);
         }
+    }
+
+    /// <summary>
+    /// Why an I/O operation failed, without the path .NET puts in the message on Unix
+    /// (<c>No space left on device : '/x/.y.tmp'</c> gives <c>No space left on device</c>;
+    /// <c>Access to the path '/x/.y.tmp' is denied.</c> gives <c>access denied</c>, a file or folder
+    /// not found <c>no such file or directory</c>).
+    /// </summary>
+    public static string Reason(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        // These name the path in the middle of the message, which may be a temporary file's.
+        if (e is UnauthorizedAccessException)
+        {
+            return "access denied";
+        }
+        if (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return "no such file or directory";
+        }
+        var message = e.Message.Split('\n')[0].Trim();
+        var at = message.LastIndexOf(" : '", StringComparison.Ordinal);
+        return (at > 0 && message.EndsWith('\'') ? message[..at] : message).TrimEnd('.');
     }
 
     public static void WriteAllText(string path, string text) => Write(path, s =>

@@ -88,8 +88,7 @@ internal static class DemoCommand
                     k, ks.Max(), supernet, parse.GetValue(seed));
                 options = options with { Settings = options.Settings with { Device = on } };
                 AnsiConsole.MarkupLine(Markup.Escape($"pruning {k} blocks ({options.Supernet.Epochs}+{options.Finetune.Epochs} epochs) → {options.OutDir}"));
-                pruned.Add(ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress,
-                    Interruption.Stoppable("the finished runs in --out are kept; run the demo again to continue"))).Metrics);
+                pruned.Add(Prune(options));
                 supernet ??= Path.Combine(PrunePipeline.SupernetDir(options.OutDir), SupernetTraining.CheckpointName + Checkpoints.Checkpoint.WeightsExtension);
             }
             AnsiConsole.Write(Summary(baseline, pruned, recipe.OutDir, DateTime.UtcNow - started, on));
@@ -118,6 +117,26 @@ internal static class DemoCommand
         table.Caption(Markup.Escape($"Fashion-MNIST test set; baseline in {baselineDir}; latency: TorchSharp {where}, " +
             $"{TorchSharp.torch.get_num_threads()} threads, median, each speed-up against the baseline timed in the same run; demo took {took.TotalMinutes:F1} min"));
         return table;
+    }
+
+    /// <summary>
+    /// Runs the pipeline in one of the demo's own run directories: a finished run with the same
+    /// settings is reported again, an interrupted one continued, and one made with other settings
+    /// (an earlier demo with another --seed, --epochs or --blocks) replaced, as the baseline is.
+    /// </summary>
+    private static PruneMetrics Prune(PruneOptions options)
+    {
+        PruneMetrics Run(PruneOptions o) => ConsoleProgress.Prune(progress => PrunePipeline.Run(o, progress,
+            Interruption.Stoppable("the finished runs in --out are kept; run the demo again to continue"))).Metrics;
+        try
+        {
+            return Run(options with { Resume = true });
+        }
+        catch (RunSettingsMismatchException e) when (e.Directory == options.OutDir)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape($"{options.OutDir} was pruned with other settings ({string.Join("; ", e.Differences)}); pruning again"));
+            return Run(options with { Force = true });
+        }
     }
 
     /// <summary>Reuses a finished run with the same recipe, resumes an interrupted one, or trains.</summary>

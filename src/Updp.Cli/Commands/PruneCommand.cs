@@ -62,15 +62,18 @@ internal static class PruneCommand
         var alpha = CommonOptions.DistillAlpha();
         var temperature = CommonOptions.DistillTemperature();
         var latencyRuns = new Option<int>("--latency-runs") { Description = "Timed forward passes per latency measurement.", DefaultValueFactory = _ => defaults.LatencyRuns }.Range(1, 1_000_000);
+        var resume = new Option<bool>("--resume") { Description = "Report a finished run in --out again (every stage skipped); an interrupted run with the same settings continues without it." };
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var device = CommonOptions.Device();
         var command = new Command("prune",
             "All four stages (supernet → search → finetune → merge) into OUT: search.json, finetune/pruned.safetensors, merged.safetensors, " +
             "metrics.json (baseline_top1, top1, params, macs, merge_max_abs_diff, latencies, speedup) and report.md; with --method mixed they give each block's form. " +
-            "Run it again after an interruption: finished stages (found by their output files) are skipped.")
+            "Run it again after an interruption: finished stages (found by their output files) are skipped. OUT/run.json records the settings; " +
+            "a run with other settings, or a finished run without --resume, is refused (--force starts over).")
         {
             checkpoint, data, blocks, budget, latencyBatch, latencyTable, latencyEngine, latencyChecks, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
-            batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, threads, device,
+            batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, resume, force, threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
@@ -118,6 +121,8 @@ internal static class PruneCommand
                 Ramp = parse.GetValue(ramp),
                 Distillation = CommonOptions.Distillation(Teacher(parse.GetValue(distill)!, parse.GetValue(checkpoint)!), parse.GetValue(alpha), parse.GetValue(temperature)),
                 LatencyRuns = parse.GetValue(latencyRuns),
+                Resume = parse.GetValue(resume),
+                Force = parse.GetValue(force),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyLimit}" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +

@@ -36,6 +36,7 @@ internal static class SearchCommand
         var valSize = CommonOptions.ValSize();
         var calibration = CommonOptions.CalibrationBatches();
         var top = new Option<int>("--top") { Description = "Candidates to print.", DefaultValueFactory = _ => 10 }.Range(1, 100_000);
+        var force = CommonOptions.Force();
         var threads = CommonOptions.Threads();
         var device = CommonOptions.Device();
         var command = new Command("search",
@@ -45,8 +46,8 @@ internal static class SearchCommand
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed). " +
             "With --method mixed the candidates are assignments: K blocks, each merged or (where it can be) dropped; search.json then gives each block's form.")
         {
-            checkpoint, data, blocks, budget, latencyBatch, latencyTable, latencyEngine, latencyChecks, candidates, method, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, threads,
-            device,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, latencyEngine, latencyChecks, candidates, method, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, force,
+            threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
         command.Options.Add(dataOptions.Cache);
@@ -54,6 +55,7 @@ internal static class SearchCommand
         {
             var on = CommonOptions.ApplyDevice(parse.GetValue(device));
             CommonOptions.ApplyThreads(parse.GetValue(threads));
+            OutputFiles.Check("--out", [Path.Combine(parse.GetValue(outDir)!, SubnetSearch.ResultFile)], parse.GetValue(force), parse.GetValue(checkpoint));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
             var space = CommonOptions.ParseSpace(parse.GetValue(method));
             var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), LatencyOptions.ParseBudget(parse.GetValue(budget)),

@@ -134,6 +134,28 @@ public sealed record BlockLatencyTable
         }
     }
 
+    // What makes a table read from a file unusable: times that are not positive finite numbers
+    // (a JSON 1e400 reads as infinity), settings out of range, a block listed twice. Null when usable.
+    private string? Damage()
+    {
+        static bool Time(double ms) => double.IsFinite(ms) && ms > 0;
+        if (!Time(ModelMs) || !Time(AllMergedMs))
+        {
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"model_ms {ModelMs} and all_merged_ms {AllMergedMs} must be positive finite times");
+        }
+        if (Resolution < 1 || Batch < 1 || Threads < 1 || Blocks is null)
+        {
+            return "resolution, batch and threads must be ≥ 1 and blocks a list";
+        }
+        if (Blocks.FirstOrDefault(b => b is null || b.Index < 0 || !Time(b.OriginalMs) || !Time(b.MergedMs)) is { } bad)
+        {
+            return bad is null ? "a block is null"
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"block {bad.Index}: original_ms {bad.OriginalMs} and merged_ms {bad.MergedMs} must be positive finite times of a block index ≥ 0");
+        }
+        return Blocks.GroupBy(b => b.Index).FirstOrDefault(g => g.Count() > 1) is { } twice ? $"block {twice.Key} is listed {twice.Count()} times" : null;
+    }
+
     /// <summary>
     /// Whether this table was measured for these settings on this machine (on <paramref name="device"/>,
     /// default the CPU, and <paramref name="engine"/>, default TorchSharp).
@@ -283,6 +305,17 @@ public sealed record BlockLatencyTable
             measured = false;
             return cached;
         }
+        // Checked before measuring, which takes a while: the folder may be a file or read-only.
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException(
+                $"cannot cache the latency table in '{folder}': {AtomicFile.Reason(e)}; give another --latency-table, or set UPDP_CACHE to a folder that can be written", e);
+        }
         var table = Measure(config, resolution, batch, runs: runs, device: device, engine: engine);
         Save(table, path);
         measured = true;
@@ -295,8 +328,11 @@ public sealed record BlockLatencyTable
         RegularFile.Require(path, "latency table");
         try
         {
-            return JsonSerializer.Deserialize<BlockLatencyTable>(File.ReadAllText(path), Json)
+            var table = JsonSerializer.Deserialize<BlockLatencyTable>(File.ReadAllText(path), Json)
                 ?? throw new InvalidDataException($"latency table '{path}' is empty");
+            return table.Damage() is { } damage
+                ? throw new InvalidDataException($"latency table '{path}' is damaged: {damage}; delete it to measure again")
+                : table;
         }
         catch (JsonException e)
         {

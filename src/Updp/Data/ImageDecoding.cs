@@ -89,20 +89,9 @@ public sealed record ImageReader
     /// <exception cref="BadImageException">Missing, a folder, or empty / not a regular file.</exception>
     public static void RequireRegularFile(string path)
     {
-        var info = new FileInfo(path);
-        if (Directory.Exists(path))
+        if (RegularFile.Check(path) is { } problem)
         {
-            throw new BadImageException(path, "is a folder, not an image file");
-        }
-
-        if (!info.Exists)
-        {
-            throw new BadImageException(path, "does not exist");
-        }
-
-        if (info.Length == 0)
-        {
-            throw new BadImageException(path, "is empty or not a regular file (a pipe or a device)");
+            throw new BadImageException(path, RegularFile.Describe(problem, "an image file"));
         }
     }
 

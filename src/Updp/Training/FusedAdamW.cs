@@ -103,6 +103,19 @@ public sealed class FusedAdamW : IDisposable
         }
     }
 
+    /// <summary>
+    /// The L2 norm of every parameter's gradient taken together (0 when none has one), as
+    /// torch.nn.utils.clip_grad_norm_ computes it: the norms of the gradients, stacked, and their norm.
+    /// It only reads the gradients (nothing is clipped), so training is bit-identical with or without it.
+    /// </summary>
+    public double GradientNorm()
+    {
+        using var scope = NewDisposeScope();
+        var norms = _slots.Select(s => s.Parameter.grad).OfType<Tensor>().Select(g => linalg.vector_norm(g)).ToList();
+        // In float64: the per-tensor norms of a large model may overflow float32 when squared and summed.
+        return norms.Count == 0 ? 0 : linalg.vector_norm(stack(norms).to(ScalarType.Float64)).item<double>();
+    }
+
     /// <summary>One AdamW update of every parameter that has a gradient.</summary>
     public void Step()
     {

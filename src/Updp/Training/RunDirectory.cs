@@ -25,15 +25,18 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
     };
 
     private readonly Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> _meta;
-    private readonly RunLock _lock;
+    // Null when the caller holds the directory's lock (and releases it).
+    private readonly RunLock? _lock;
+    private readonly string _bestName;
 
-    private RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName, RunLock runLock)
+    private RunDirectory(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, bool resume, string bestName, RunLock? ownLock)
     {
         Path = path;
         _meta = meta;
         Resume = resume;
+        _bestName = bestName;
         BestCheckpoint = System.IO.Path.Combine(path, bestName + Checkpoint.WeightsExtension);
-        _lock = runLock;
+        _lock = ownLock;
     }
 
     /// <summary>
@@ -47,15 +50,23 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
     /// <param name="resume">Whether <see cref="TryResume"/> continues an earlier run found here.</param>
     /// <param name="force">Whether an earlier run found here is deleted and started over.</param>
     /// <param name="bestName">Base name of the best model's files (<c>model</c> gives <c>model.safetensors</c>).</param>
+    /// <param name="heldLock">
+    /// The caller's lock on <paramref name="path"/>, when it holds the directory for longer than the
+    /// training (a stage that writes its report afterwards); null takes a lock until disposed.
+    /// </param>
     /// <exception cref="ArgumentException">A run is there and neither resumed with the same settings nor forced.</exception>
+    /// <exception cref="RunSettingsMismatchException">The run there was started with other settings.</exception>
     /// <exception cref="RunInUseException">Another process has the directory open.</exception>
     public static RunDirectory Open(string path, Func<int, IReadOnlyDictionary<string, double>, CheckpointMeta> meta, RunSettings settings,
-        bool resume, bool force, string bestName = "model")
+        bool resume, bool force, string bestName = "model", RunLock? heldLock = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(bestName);
         ArgumentNullException.ThrowIfNull(settings);
-        var runLock = RunLock.Acquire(path, "a training run");
-        var store = new RunDirectory(path, meta, resume, bestName, runLock);
+        if (heldLock is not null && !heldLock.Covers(path))
+        {
+            throw new ArgumentException($"the lock given is on '{heldLock.Directory}', not on the run directory '{path}'", nameof(heldLock));
+        }
+        var store = new RunDirectory(path, meta, resume, bestName, heldLock is null ? RunLock.Acquire(path, "a training run") : null);
         try
         {
             store.Prepare(settings, force);
@@ -69,10 +80,30 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
     }
 
     /// <summary>The settings recorded when the run started.</summary>
-    public string RunFile => System.IO.Path.Combine(Path, "run.json");
+    public string RunFile => System.IO.Path.Combine(Path, RunName);
 
-    private IEnumerable<string> RunFiles =>
-        [BestCheckpoint, Checkpoint.SidecarPath(BestCheckpoint), LastCheckpoint, Checkpoint.SidecarPath(LastCheckpoint), OptimizerState, StateFile, MetricsFile, RunFile];
+    /// <summary>The file that records a run's settings (<see cref="RunSettings"/>).</summary>
+    public const string RunName = "run.json";
+
+    private const string LastName = "last.safetensors";
+    private const string OptimizerName = "last.optimizer";
+    private const string StateName = "train_state.json";
+    private const string MetricsName = "metrics.json";
+
+    private IEnumerable<string> RunFiles => RunFilesOf(Path, _bestName);
+
+    /// <summary>
+    /// The files a run in <paramref name="path"/> whose best model is named <paramref name="bestName"/>
+    /// writes (whether they exist or not): what <c>--force</c> deletes.
+    /// </summary>
+    public static IReadOnlyList<string> RunFilesOf(string path, string bestName = "model")
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var best = System.IO.Path.Combine(path, bestName + Checkpoint.WeightsExtension);
+        var last = System.IO.Path.Combine(path, LastName);
+        return [best, Checkpoint.SidecarPath(best), last, Checkpoint.SidecarPath(last),
+            .. new[] { OptimizerName, StateName, MetricsName, RunName }.Select(name => System.IO.Path.Combine(path, name))];
+    }
 
     private void Prepare(RunSettings settings, bool force)
     {
@@ -92,7 +123,7 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
             var differences = ReadJson<RunSettings>(RunFile).Differences(settings);
             if (differences.Count > 0)
             {
-                throw new ArgumentException(
+                throw new RunSettingsMismatchException(Path, differences,
                     $"--resume: the run in '{Path}' was started with other settings ({string.Join("; ", differences)}); give the same ones, or --force to start over");
             }
         }
@@ -104,7 +135,7 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
         WriteJson(RunFile, settings);
     }
 
-    public void Dispose() => _lock.Dispose();
+    public void Dispose() => _lock?.Dispose();
 
     public string Path { get; }
 
@@ -112,13 +143,13 @@ public sealed class RunDirectory : ITrainingStore, IDisposable
 
     public string BestCheckpoint { get; }
 
-    public string LastCheckpoint => System.IO.Path.Combine(Path, "last.safetensors");
+    public string LastCheckpoint => System.IO.Path.Combine(Path, LastName);
 
-    public string OptimizerState => System.IO.Path.Combine(Path, "last.optimizer");
+    public string OptimizerState => System.IO.Path.Combine(Path, OptimizerName);
 
-    public string StateFile => System.IO.Path.Combine(Path, "train_state.json");
+    public string StateFile => System.IO.Path.Combine(Path, StateName);
 
-    public string MetricsFile => System.IO.Path.Combine(Path, "metrics.json");
+    public string MetricsFile => System.IO.Path.Combine(Path, MetricsName);
 
     public TrainState? TryResume(ImageClassifier model, FusedAdamW optimizer)
     {

@@ -15,11 +15,19 @@ public sealed class RunLock : IDisposable
     private readonly FileStream _lock;
     private readonly string _pidFile;
 
-    private RunLock(FileStream handle, string pidFile)
+    private RunLock(string directory, FileStream handle, string pidFile)
     {
+        Directory = directory;
         _lock = handle;
         _pidFile = pidFile;
     }
+
+    /// <summary>The locked directory (full path).</summary>
+    public string Directory { get; }
+
+    /// <summary>Whether this lock is the one on <paramref name="directory"/>.</summary>
+    public bool Covers(string directory) =>
+        string.Equals(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar), Directory, StringComparison.Ordinal);
 
     /// <summary>Locks <paramref name="directory"/> (created if missing) for this process.</summary>
     /// <param name="what">What holds it, e.g. <c>updp train</c>, for the other process's message.</param>
@@ -27,9 +35,14 @@ public sealed class RunLock : IDisposable
     public static RunLock Acquire(string directory, string what)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        Directory.CreateDirectory(directory);
+        System.IO.Directory.CreateDirectory(directory);
         var lockPath = Path.Combine(directory, LockName);
         var pidFile = Path.Combine(directory, PidName);
+        if (System.IO.Directory.Exists(lockPath))
+        {
+            // Opening it would fail with "access denied", which says nothing about why.
+            throw new IOException($"'{lockPath}' is a folder; it should be the run directory's lock file: remove it");
+        }
         FileStream handle;
         try
         {
@@ -42,7 +55,7 @@ public sealed class RunLock : IDisposable
             throw new RunInUseException(directory, holder, e);
         }
         AtomicFile.WriteAllText(pidFile, string.Create(CultureInfo.InvariantCulture, $"pid {Environment.ProcessId} ({what})\n"));
-        return new RunLock(handle, pidFile);
+        return new RunLock(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar), handle, pidFile);
     }
 
     public void Dispose()

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography;
 using System.Text.Json.Serialization;
 
 namespace Updp.Training;
@@ -25,15 +26,6 @@ public sealed record RunSettings([property: JsonPropertyName("settings")] IReadO
             ["validation_count"] = data.Split.ValidationCount?.ToString(c) ?? "default",
             ["split_seed"] = data.Split.Seed.ToString(c),
             ["train_limit"] = options.TrainLimit?.ToString(c) ?? "all",
-            ["seed"] = t.Seed.ToString(c),
-            ["epochs"] = t.Epochs.ToString(c),
-            ["batch_size"] = t.BatchSize.ToString(c),
-            ["lr"] = t.LearningRate.ToString("R", c),
-            ["min_lr"] = t.MinLearningRate.ToString("R", c),
-            ["weight_decay"] = t.WeightDecay.ToString("R", c),
-            ["warmup_epochs"] = t.WarmupEpochs.ToString("R", c),
-            ["label_smoothing"] = t.LabelSmoothing.ToString("R", c),
-            ["max_steps"] = t.MaxStepsPerEpoch?.ToString(c) ?? "all",
             ["crop_padding"] = options.CropPadding.ToString(c),
             ["flip"] = options.HorizontalFlip ? "yes" : "no",
             ["drop_path"] = options.DropPathRate.ToString("R", c),
@@ -41,11 +33,42 @@ public sealed record RunSettings([property: JsonPropertyName("settings")] IReadO
             ["init"] = options.InitCheckpoint is { } init ? "checkpoint " + FullPath(init)
                 : options.Pretrained is { } pretrained ? "pretrained " + FullPath(pretrained) : "random",
         };
-        foreach (var (key, value) in stage ?? new Dictionary<string, string>())
+        foreach (var (key, value) in Recipe(t).Concat(stage ?? new Dictionary<string, string>()))
         {
             values[key] = value;
         }
         return new RunSettings(values);
+    }
+
+    /// <summary>The settings of a training recipe, each key prefixed with <paramref name="prefix"/> (e.g. <c>supernet_</c>).</summary>
+    public static IEnumerable<KeyValuePair<string, string>> Recipe(TrainOptions train, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        var c = CultureInfo.InvariantCulture;
+        return new Dictionary<string, string>
+        {
+            ["seed"] = train.Seed.ToString(c),
+            ["epochs"] = train.Epochs.ToString(c),
+            ["batch_size"] = train.BatchSize.ToString(c),
+            ["lr"] = train.LearningRate.ToString("R", c),
+            ["min_lr"] = train.MinLearningRate.ToString("R", c),
+            ["weight_decay"] = train.WeightDecay.ToString("R", c),
+            ["warmup_epochs"] = train.WarmupEpochs.ToString("R", c),
+            ["label_smoothing"] = train.LabelSmoothing.ToString("R", c),
+            ["max_steps"] = train.MaxStepsPerEpoch?.ToString(c) ?? "all",
+        }.Select(kv => KeyValuePair.Create(prefix + kv.Key, kv.Value));
+    }
+
+    /// <summary>
+    /// A file as a run records it: its full path and the start of its SHA-256, so that a file
+    /// replaced at the same path (a baseline trained again) is not taken for the one a run started from.
+    /// </summary>
+    public static string FileIdentity(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(stream));
+        return $"{Path.GetFullPath(path)} (sha256 {hash[..16]})";
     }
 
     /// <summary>"key: recorded → given" for every setting that differs from <paramref name="given"/>.</summary>
@@ -59,7 +82,7 @@ public sealed record RunSettings([property: JsonPropertyName("settings")] IReadO
     }
 
     // Where the data is and what it holds: a named data set or the full path, with its classes and split sizes.
-    private static string DataIdentity(string data, RunData run)
+    internal static string DataIdentity(string data, RunData run)
     {
         var splits = run.Splits;
         return string.Create(CultureInfo.InvariantCulture,
@@ -67,4 +90,14 @@ public sealed record RunSettings([property: JsonPropertyName("settings")] IReadO
     }
 
     private static string FullPath(string path) => File.Exists(path) || Directory.Exists(path) ? Path.GetFullPath(path) : path;
+}
+
+/// <summary>A run directory holds a run started with other settings than the ones given.</summary>
+public sealed class RunSettingsMismatchException(string directory, IReadOnlyList<string> differences, string message) : ArgumentException(message)
+{
+    /// <summary>The run directory.</summary>
+    public string Directory { get; } = directory;
+
+    /// <summary>"key: recorded → given" for each setting that differs (<see cref="RunSettings.Differences"/>).</summary>
+    public IReadOnlyList<string> Differences { get; } = differences;
 }

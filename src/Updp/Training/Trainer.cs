@@ -62,7 +62,7 @@ public sealed class Trainer
     /// </summary>
     public Func<int, bool>? CanBeBest { get; init; }
 
-    /// <summary>Consecutive steps with a non-finite loss (each skipped, no update) after which training stops.</summary>
+    /// <summary>Consecutive steps with a non-finite loss or gradient norm (each skipped, no update) after which training stops.</summary>
     public const int NonFiniteStepLimit = 3;
 
     public TrainState Fit(BatchLoader train, BatchLoader val, ITrainingStore? store = null,
@@ -121,6 +121,7 @@ public sealed class Trainer
         long correct = 0, seen = 0;
         var step = 0;
         var nonFinite = 0;
+        string? streak = null;
         var clock = Stopwatch.StartNew();
         var device = Devices.Of(_model);
 
@@ -155,19 +156,31 @@ public sealed class Trainer
                 var loss = Loss?.Invoke(logits, images, labels)
                     ?? nn.functional.cross_entropy(logits, labels, label_smoothing: _options.LabelSmoothing);
                 var lossValue = loss.item<float>();
-                if (float.IsFinite(lossValue))
+                // A finite loss can still give NaN or ±inf gradients (an overflow in the backward pass),
+                // which AdamW would write into the weights and both moments: such a step is skipped too.
+                var failed = float.IsFinite(lossValue) ? null : "loss";
+                if (failed is null)
+                {
+                    loss.backward();
+                    failed = double.IsFinite(optimizer.GradientNorm()) ? null : "gradient norm";
+                }
+                if (failed is null)
                 {
                     nonFinite = 0;
-                    loss.backward();
                     optimizer.Step();
                     var n = labels.shape[0];
                     lossSum += lossValue * n;
                     correct += logits.argmax(1).eq(labels).sum().item<long>();
                     seen += n;
                 }
-                else if (++nonFinite >= NonFiniteStepLimit)
+                else
                 {
-                    throw new TrainingDivergedException($"the loss was not finite for {nonFinite} consecutive steps", epoch, step + 1);
+                    // What the steps of this streak failed on: one kind, or both.
+                    streak = nonFinite == 0 || streak == failed ? failed : "loss or gradient norm";
+                    if (++nonFinite >= NonFiniteStepLimit)
+                    {
+                        throw new TrainingDivergedException($"the {streak} was not finite for {nonFinite} consecutive steps", epoch, step + 1);
+                    }
                 }
             }
             step++;
@@ -183,7 +196,7 @@ public sealed class Trainer
         }
         return seen == 0
             ? throw (nonFinite > 0
-                ? new TrainingDivergedException("the loss was not finite at any step", epoch, step)
+                ? new TrainingDivergedException($"the {streak} was not finite at every step", epoch, step)
                 : new InvalidOperationException("the training set yielded no batches"))
             : (lossSum / seen, (double)correct / seen, waiting.Elapsed.TotalSeconds);
     }

@@ -3,9 +3,9 @@ using System.Globalization;
 namespace Updp.Training;
 
 /// <summary>
-/// Training stopped because its numbers stopped being finite: the loss was NaN or ±inf for
-/// <see cref="Trainer.NonFiniteStepLimit"/> steps in a row (no update was taken from them), or the
-/// validation loss was. Nothing was saved from the diverged weights; the message names the last good
+/// Training stopped because its numbers stopped being finite: the loss or the gradient norm was NaN
+/// or ±inf for <see cref="Trainer.NonFiniteStepLimit"/> steps in a row (no update was taken from
+/// them), or the validation loss was. Nothing was saved from the diverged weights; the message names the last good
 /// checkpoint, left as it was.
 /// </summary>
 public sealed class TrainingDivergedException : Exception

@@ -132,6 +132,12 @@ public sealed record TrainRunHooks
 
     /// <summary>Settings of the stage that define the run besides the recipe (e.g. the pruned blocks), recorded in <c>run.json</c>.</summary>
     public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// The caller's lock on the run directory, when it holds the directory for longer than the
+    /// training (a stage that writes its report after it); null: the run locks it while it trains.
+    /// </summary>
+    public RunLock? Lock { get; init; }
 }
 
 /// <summary>The outcome of <see cref="TrainingRun.Run(TrainRunOptions, RunData, ImageClassifier, TrainRunHooks, IProgress{TrainProgress}?, Action{EpochResult}?, CancellationToken)"/>.</summary>
@@ -217,25 +223,12 @@ public static class TrainingRun
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(hooks);
+        Check(options, data);
         var (splits, preprocessing, split) = data;
         var classes = splits.Train.ClassNames;
-        if (splits.Validation.Count == 0)
-        {
-            throw new ArgumentException("--val-size must be ≥ 1 for training: the best epoch is chosen on the validation split");
-        }
-        if (splits.Train.Count == 0)
-        {
-            throw new ArgumentException(
-                $"no training images are left in '{options.Data}' after holding out {splits.Validation.Count} for validation; give a smaller --val-size");
-        }
-        if (splits.Train.Count < options.Train.BatchSize)
-        {
-            throw new ArgumentException(
-                $"--batch-size {options.Train.BatchSize} is larger than the {splits.Train.Count} training images of '{options.Data}' (each step takes a full batch); give --batch-size {Math.Max(1, splits.Train.Count)} or less");
-        }
         using var store = RunDirectory.Open(options.OutDir,
             (epoch, metrics) => split.AddTo(new CheckpointMeta { Classes = classes, Epoch = epoch, Metrics = metrics, Preprocessing = preprocessing }),
-            RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName);
+            RunSettings.Of(options, data, hooks.Settings), options.Resume, options.Force, hooks.CheckpointName, hooks.Lock);
 
         var device = Devices.Of(model);
         var train = TrainLoader(options, data, device);
@@ -290,6 +283,32 @@ public static class TrainingRun
             RunDirectory.WriteJson(store.MetricsFile, metrics);
         }
         return new TrainRunResult(state, store.BestCheckpoint, metrics);
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="data"/> can be trained on with <paramref name="options"/>: a
+    /// validation split to choose the best epoch on, training images left, a full batch of them.
+    /// Run before anything is written; a stage that locks its directory first calls it before that.
+    /// </summary>
+    public static void Check(TrainRunOptions options, RunData data)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        var splits = data.Splits;
+        if (splits.Validation.Count == 0)
+        {
+            throw new ArgumentException("--val-size must be ≥ 1 for training: the best epoch is chosen on the validation split");
+        }
+        if (splits.Train.Count == 0)
+        {
+            throw new ArgumentException(
+                $"no training images are left in '{options.Data}' after holding out {splits.Validation.Count} for validation; give a smaller --val-size");
+        }
+        if (splits.Train.Count < options.Train.BatchSize)
+        {
+            throw new ArgumentException(
+                $"--batch-size {options.Train.BatchSize} is larger than the {splits.Train.Count} training images of '{options.Data}' (each step takes a full batch); give --batch-size {Math.Max(1, splits.Train.Count)} or less");
+        }
     }
 
     /// <summary>The shuffled, augmented training batches of a run (the last partial batch dropped), on <paramref name="device"/> (default the CPU).</summary>

@@ -14,8 +14,47 @@ public class BlockLatencyTableTests
         Threads = 1,
         Machine = "test",
         ModelMs = 50,
+        AllMergedMs = 40,
         Blocks = [.. savings.Select((s, i) => new BlockLatency(i, 5 + s, 5))],
     };
+
+    [Theory]
+    [InlineData("\"merged_ms\": 5", "\"merged_ms\": -5", "block 0: original_ms 6 and merged_ms -5 must be positive finite times")]
+    [InlineData("\"original_ms\": 6", "\"original_ms\": 1e400", "block 0: original_ms Infinity")]
+    [InlineData("\"model_ms\": 50", "\"model_ms\": 0", "model_ms 0 and all_merged_ms 40 must be positive finite times")]
+    [InlineData("\"index\": 1", "\"index\": 0", "block 0 is listed 2 times")]
+    [InlineData("\"batch\": 1", "\"batch\": -1", "batch and threads must be ≥ 1")]
+    public void ATableWithImpossibleTimesOrBlocksIsRefusedNamingWhat(string original, string replacement, string expected)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("table.json");
+        BlockLatencyTable.Save(Table(1, 2), path);
+        Assert.Equal(2, BlockLatencyTable.Load(path).Blocks.Count);
+        var json = File.ReadAllText(path);
+        Assert.Contains(original, json);
+        File.WriteAllText(path, json.Replace(original, replacement, StringComparison.Ordinal));
+
+        var e = Assert.Throws<InvalidDataException>(() => BlockLatencyTable.Load(path));
+
+        Assert.Contains($"latency table '{path}' is damaged: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ACacheFolderThatCannotBeCreatedIsReportedBeforeMeasuring()
+    {
+        using var dir = new TempDir();
+        var file = dir.Write("cache", [1]);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var e = Assert.Throws<IOException>(() =>
+            BlockLatencyTable.LoadOrMeasure(Path.Combine(file, "latency", "t.json"), ModelConfig.SmallInput("convnext_atto"), 32, 1, out _, runs: 50));
+
+        Assert.Contains($"cannot cache the latency table in '{Path.Combine(file, "latency")}'", e.Message);
+        Assert.Contains("UPDP_CACHE", e.Message);
+        // 50 timed runs of every block would take far longer.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"took {clock.Elapsed}");
+    }
 
     [Fact]
     public void PredictionSubtractsTheSavingsOfTheMergedBlocks()

@@ -50,6 +50,13 @@ public partial class CliTests
     [InlineData("search --checkpoint CKPT --blocks 2 --calibration-batches 0 --out OUT", "--calibration-batches", "got 0")]
     [InlineData("train --model convnext_atto --out CKPT", "--out", "is a file")]
     [InlineData("train --model convnext_atto --out CKPT/run", "--out", "is a file, not a folder")]
+    // In the invariant culture ',' separates thousands: "0,001" parsed as 1.
+    [InlineData("train --model convnext_atto --out OUT --lr 0,001", "--lr", "got '0,001' (',' is not accepted)")]
+    [InlineData("prune --checkpoint CKPT --latency-budget 1,5 --out OUT", "--latency-budget", "got '1,5'")]
+    // No file can be created in /proc, not even by root.
+    [InlineData("train --model convnext_atto --out /proc/updp-test/run", "--out", "no file can be created in '/proc'")]
+    [InlineData("export --checkpoint CKPT --onnx /proc/updp-test.onnx", "--onnx", "no file can be created in '/proc'")]
+    [InlineData("predict --checkpoint CKPT --images CKPT --out /proc/updp-test.json", "--out", "no file can be created in '/proc'")]
     public void ABadValueIsRefusedBeforeAnyWorkWithOneLineNamingTheOption(string args, string option, string expected)
     {
         using var dir = new TempDir();

@@ -74,6 +74,40 @@ public partial class CliTests
     }
 
     [Fact]
+    public void APipeOrADeviceIsNeverReplacedAsAnOutputEvenWithForce()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var fifo = dir.File("out.json");
+        MakeFifo(fifo);
+
+        // --force renames a new file over the output: over /dev/null, as root, that replaces the device
+        // (which a test must not risk; a pipe reports the same length 0 and is replaced the same way).
+        var (code, stdout, err) = Run("predict", "--checkpoint", baseline, "--images", baseline, "--out", fifo, "--force");
+
+        Assert.Equal(2, code);
+        Assert.Equal($"error: --out '{fifo}' exists and is empty or not a regular file (a pipe or a device); remove it or choose another path", err.Trim());
+        Assert.Equal("", stdout);
+        // Still the pipe: a file written over it would hold the predictions.
+        Assert.Equal(0, new FileInfo(fifo).Length);
+        Assert.Equal(["baseline", "baseline/model.json", "baseline/model.safetensors", "out.json"], dir.Files());
+    }
+
+    [Fact]
+    public void ALockFileThatIsAFolderIsNamed()
+    {
+        using var dir = new TempDir();
+        var run = dir.File("run");
+        Directory.CreateDirectory(Path.Combine(run, ".lock"));
+
+        var (code, _, err) = Run(TinyTrain(run));
+
+        Assert.Equal(2, code);
+        Assert.Contains($"'{Path.Combine(run, ".lock")}' is a folder; it should be the run directory's lock file: remove it", err);
+        Assert.False(File.Exists(Path.Combine(run, "run.json")));
+    }
+
+    [Fact]
     public void OutputsThatExistOrAreInputsAreRefusedBeforeAnyWork()
     {
         using var dir = new TempDir();

@@ -50,6 +50,10 @@ public partial class CliTests
         Assert.Contains("evolutionary", stdout);
         using var search = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "search.json")));
         Assert.Equal(2, search.RootElement.GetProperty("pruned_blocks").GetInt32());
+        // A second search into the same directory does not replace the first's result without --force.
+        (code, _, err) = Run("search", "--checkpoint", supernet, "--data", "fashion-mnist", "--blocks", "1", "--out", run);
+        Assert.Equal(2, code);
+        Assert.Contains("search.json' exists; give --force", err);
         var ranked = search.RootElement.GetProperty("candidates").EnumerateArray().ToList();
         Assert.InRange(ranked.Count, 3, 6);
         Assert.All(ranked, c =>
@@ -83,7 +87,7 @@ public partial class CliTests
     }
 
     [Fact]
-    public void PruneRunsTheFourStagesAndARerunSkipsThemAll()
+    public void PruneRunsTheFourStagesAndAResumeWithTheSameSettingsSkipsThemAll()
     {
         using var dir = new TempDir();
         var baseline = SmallBaseline(dir);
@@ -133,8 +137,26 @@ public partial class CliTests
             Assert.True(relative <= 1e-4, $"relative difference {relative}");
         }
 
-        // Nothing left to do: every stage is skipped and no file is rewritten.
-        (code, stdout, err) = Run(args);
+        // A finished run is not run into again, nor resumed with other settings; no file is touched.
+        (code, _, err) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains("holds a finished prune run", err);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        (code, _, err) = Run([.. args, "--resume", "--seed", "1", "--lr", "0.001"]);
+        Assert.Equal(2, code);
+        Assert.Contains("finetune_lr: 0.0002 → 0.001", err);
+        Assert.Contains("finetune_seed: 0 → 1", err);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        // One process at a time, whatever the settings.
+        using (RunLock.Acquire(run, "updp prune"))
+        {
+            (code, _, err) = Run([.. args, "--resume"]);
+            Assert.Equal(2, code);
+            Assert.Contains($"is in use by pid {Environment.ProcessId} (updp prune)", err);
+        }
+
+        // Nothing left to do: with --resume every stage is skipped and no file is rewritten.
+        (code, stdout, err) = Run([.. args, "--resume"]);
         Assert.True(code == 0, err);
         foreach (var stage in new[] { "supernet", "search", "finetune", "merge" })
         {
@@ -275,6 +297,8 @@ public partial class CliTests
     [InlineData("finetune --checkpoint BASE --pruned 1,2 --init supernet --out OUT", "not a supernet")]
     [InlineData("search --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("supernet --checkpoint BASE --max-pruned 99 --out OUT", "99")]
+    [InlineData("supernet --checkpoint BASE --max-pruned 2 --train-limit 16 --batch-size 32 --out OUT", "--batch-size 32 is larger than the 16 training images")]
+    [InlineData("finetune --checkpoint BASE --pruned 1,2 --train-limit 16 --batch-size 32 --out OUT", "--batch-size 32 is larger than the 16 training images")]
     [InlineData("supernet --checkpoint /nonexistent/base.safetensors --max-pruned 2 --out OUT", "/nonexistent/base.safetensors")]
     [InlineData("prune --checkpoint BASE --blocks 99 --out OUT", "99")]
     [InlineData("prune --checkpoint BASE --blocks 2 --candidates 1,2,x --out OUT", "'x'")]

@@ -94,6 +94,80 @@ public class PrunePipelineResumeTests : IDisposable
         }
     }
 
+    // A whole run in a few seconds: K=1 of K_max=2, two subsets scored, one step per training stage.
+    private PruneOptions Tiny(string baseline, string outDir) => new()
+    {
+        Checkpoint = baseline,
+        Settings = new StageSettings { Data = "fashion-mnist", TrainLimit = 256, CalibrationBatches = 1, CalibrationBatchSize = 32, EvalBatchSize = 500 },
+        OutDir = _dir.File(outDir),
+        Blocks = 1,
+        Supernet = Quick with { MaxStepsPerEpoch = 1 },
+        Finetune = Quick with { MaxStepsPerEpoch = 1 },
+        Search = new SearchStrategy { Population = 2, Generations = 0, Seed = 3 },
+        SearchValidationLimit = 50,
+        MaxPruned = 2,
+        MergeCheckImages = 8,
+        LatencyRuns = 1,
+        LatencyWarmup = 0,
+    };
+
+    [Fact]
+    public void APruneRunIsReusedOnlyWithItsOwnSettingsAndOnlyByOneProcess()
+    {
+        var baseline = Baseline();
+        var options = Tiny(baseline, "run");
+        PrunePipeline.Run(options);
+        var record = _dir.File("run/run.json");
+        Assert.Contains("\"finetune_lr\": \"0.001\"", File.ReadAllText(record));
+        var written = Directory.EnumerateFiles(options.OutDir, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+
+        // Finished: refused without --resume, reported again with it.
+        var finished = Assert.Throws<ArgumentException>(() => PrunePipeline.Run(options));
+        Assert.Contains("holds a finished prune run", finished.Message);
+        var again = PrunePipeline.Run(options with { Resume = true });
+        Assert.Equal(Enum.GetValues<PruneStage>(), again.Skipped);
+        Assert.All(written, f => Assert.Equal(f.Value, File.GetLastWriteTimeUtc(f.Key)));
+
+        // Other settings are refused, finished or interrupted, naming each difference and nothing else.
+        var lr = Assert.Throws<RunSettingsMismatchException>(() => PrunePipeline.Run(options with { Resume = true, Finetune = options.Finetune with { LearningRate = 2e-3 } }));
+        Assert.Equal(["finetune_lr: 0.001 → 0.002"], lr.Differences);
+        Assert.Contains("finetune_lr: 0.001 → 0.002", lr.Message);
+        File.Delete(_dir.File("run/metrics.json"));
+        var interrupted = Assert.Throws<RunSettingsMismatchException>(() => PrunePipeline.Run(options with { Method = FinetuneMethod.Direct, Ramp = 0.25 }));
+        Assert.Equal(["method: updp → direct", "ramp: 0.5 → 0.25"], interrupted.Differences);
+        // The same weights under the same name are not the same baseline: its content is part of the run.
+        var (weights, sidecar) = (File.ReadAllBytes(baseline), File.ReadAllBytes(Checkpoint.SidecarPath(baseline)));
+        var loaded = Checkpoint.Load(baseline);
+        using (var model = loaded.Model)
+        {
+            using var _ = no_grad();
+            model.parameters().First().add_(1);
+            Checkpoint.Save(model, baseline, loaded.Meta);
+        }
+        var content = Assert.Throws<RunSettingsMismatchException>(() => PrunePipeline.Run(options));
+        Assert.Equal("checkpoint", Assert.Single(content.Differences).Split(':')[0]);
+        File.WriteAllBytes(baseline, weights);
+        File.WriteAllBytes(Checkpoint.SidecarPath(baseline), sidecar);
+
+        // A second user of the directory is refused, naming the holder.
+        using (RunLock.Acquire(options.OutDir, "updp prune"))
+        {
+            var inUse = Assert.Throws<RunInUseException>(() => PrunePipeline.Run(options));
+            Assert.Contains($"in use by pid {Environment.ProcessId} (updp prune)", inUse.Message);
+        }
+        Assert.False(File.Exists(_dir.File("run/metrics.json")));
+
+        // The interrupted run with its own settings continues where it stopped.
+        var resumed = PrunePipeline.Run(options);
+        Assert.Equal([PruneStage.Supernet, PruneStage.Search, PruneStage.Finetune, PruneStage.Merge], resumed.Skipped);
+
+        // --force starts over with the new settings, which the run then records.
+        var forced = PrunePipeline.Run(options with { Force = true, Finetune = options.Finetune with { LearningRate = 2e-3 } });
+        Assert.Empty(forced.Skipped);
+        Assert.Contains("\"finetune_lr\": \"0.002\"", File.ReadAllText(record));
+        Assert.False(File.Exists(_dir.File("run/.lock.pid")));
+    }
+
     [Fact]
     public void AFinishedSearchForAnotherKIsRefusedNotReused()
     {
@@ -116,8 +190,16 @@ public class PrunePipelineResumeTests : IDisposable
         PrunePipeline.Run(options);
         File.Delete(_dir.File("run/finetune/metrics.json"));
 
+        var mismatch = Assert.Throws<RunSettingsMismatchException>(() => PrunePipeline.Run(options with { Blocks = 2 }));
+        Assert.Equal(["blocks: 1 → 2"], mismatch.Differences);
+        // A run directory that recorded no settings (an older version's) is continued only when asked to,
+        // and then each skipped stage's result is still checked against the run.
+        File.Delete(_dir.File("run/run.json"));
         var e = Assert.Throws<ArgumentException>(() => PrunePipeline.Run(options with { Blocks = 2 }));
+        Assert.Contains("recorded no settings; give --resume", e.Message);
+        e = Assert.Throws<ArgumentException>(() => PrunePipeline.Run(options with { Blocks = 2, Resume = true }));
         Assert.Contains("ranks subsets of 1 blocks, not 2", e.Message);
+        Assert.False(File.Exists(_dir.File("run/run.json")));
     }
 
     private static void AssertSameWeights(ImageClassifier expected, ImageClassifier actual, string what)

@@ -53,6 +53,111 @@ public class NonFiniteTests : IDisposable
         Assert.False(File.Exists(Path.Combine(options.OutDir, "metrics.json")));
     }
 
+    // A 3-epoch run of 4 steps each whose training calls listed in `bad` get NaN gradients under a
+    // finite loss: sqrt(0·logits) adds 0 forward, and 0·∞ = NaN backward, in every gradient. Returns the
+    // weights just before the first bad call and the model's weights when the next good call starts.
+    private (TrainingDivergedException? Error, Dictionary<string, Tensor> Before, Dictionary<string, Tensor> After, TrainRunOptions Options) TrainWithNanGradients(params int[] bad)
+    {
+        var options = new TrainRunOptions
+        {
+            ModelName = "convnext_atto",
+            Data = "fashion-mnist",
+            OutDir = _dir.File("run"),
+            InputSize = 32,
+            Train = new TrainOptions { Epochs = 3, BatchSize = 8, MaxStepsPerEpoch = 4, WarmupEpochs = 0, Seed = 1 },
+        };
+        var data = TrainingRun.LoadData("fashion-mnist", new ValidationSplit(16, 0), trainLimit: 64);
+        using var model = TrainingRun.CreateModel(options, data);
+        Dictionary<string, Tensor> Weights() => model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone().DetachFromDisposeScope());
+        var calls = 0;
+        Dictionary<string, Tensor>? before = null, after = null;
+        var hooks = new TrainRunHooks
+        {
+            Loss = (logits, _, labels) =>
+            {
+                var loss = nn.functional.cross_entropy(logits, labels);
+                if (!bad.Contains(++calls))
+                {
+                    after ??= before is null ? null : Weights();
+                    return loss;
+                }
+                before ??= Weights();
+                return loss + (logits * 0).sqrt().sum();
+            },
+        };
+        TrainingDivergedException? error = null;
+        try
+        {
+            TrainingRun.Run(options, data, model, hooks);
+        }
+        catch (TrainingDivergedException e)
+        {
+            error = e;
+        }
+        return (error, before!, after ?? Weights(), options);
+    }
+
+    private static void AssertSameFiniteWeights(Dictionary<string, Tensor> before, Dictionary<string, Tensor> after)
+    {
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        foreach (var (name, tensor) in after)
+        {
+            Assert.True(tensor.isfinite().all().item<bool>(), $"{name} is not finite");
+            // An AdamW step would have made it NaN, or moved it by the weight decay at least.
+            Assert.True(tensor.eq(before[name]).all().item<bool>(), $"{name} changed in a skipped step");
+        }
+        foreach (var tensor in before.Values.Concat(after.Values))
+        {
+            tensor.Dispose();
+        }
+    }
+
+    [Fact]
+    public void NonFiniteGradientsUnderAFiniteLossStopTrainingAfterThreeInARowWithNoUpdateFromThem()
+    {
+        var (e, before, after, options) = TrainWithNanGradients(6, 7, 8);
+
+        Assert.NotNull(e);
+        Assert.Equal((2, 4), (e.Epoch, e.Step));
+        Assert.Contains("the gradient norm was not finite for 3 consecutive steps (epoch 2, step 4)", e.Message);
+        Assert.Equal(Path.Combine(options.OutDir, "last.safetensors"), e.LastGoodCheckpoint);
+        AssertSameFiniteWeights(before, after);
+        Assert.False(File.Exists(Path.Combine(options.OutDir, "metrics.json")));
+    }
+
+    [Fact]
+    public void FewerNonFiniteGradientsInARowThanTheLimitAreSkippedAndTrainingGoesOn()
+    {
+        var (e, before, after, options) = TrainWithNanGradients(6, 7, 9, 10);
+
+        Assert.Null(e);
+        // The two skipped steps changed nothing; the next good one trained from there.
+        AssertSameFiniteWeights(before, after);
+        Assert.True(File.Exists(Path.Combine(options.OutDir, "metrics.json")));
+    }
+
+    [Fact]
+    public void TheGradientNormIsThatOfEveryGradientTogetherAndSeesAnInfinity()
+    {
+        using var model = ModelRegistry.Create(ModelConfig.SmallInput("convnext_atto"));
+        using var optimizer = FusedAdamW.ForModel(model, 1e-3, 0.05);
+        Assert.Equal(0, optimizer.GradientNorm());
+        var x = randn(2, 1, 32, 32, generator: new Generator(3));
+        var labels = tensor(new long[] { 1, 2 });
+        using (var scope = NewDisposeScope())
+        {
+            nn.functional.cross_entropy(model.call(x), labels).backward();
+            // The norm of every gradient together, as stacking the per-tensor norms gives it.
+            var expected = Math.Sqrt(model.parameters().Select(p => p.grad).OfType<Tensor>().Sum(g => Math.Pow(g.norm().item<float>(), 2)));
+            Assert.Equal(expected, optimizer.GradientNorm(), expected * 1e-5);
+            Assert.True(expected > 0);
+            model.parameters().First().grad![0] = float.PositiveInfinity;
+            Assert.Equal(double.PositiveInfinity, optimizer.GradientNorm());
+        }
+        optimizer.ZeroGrad();
+        Assert.Equal(0, optimizer.GradientNorm());
+    }
+
     [Fact]
     public void ACheckpointWithNonFiniteWeightsIsRefusedNamingTheTensor()
     {

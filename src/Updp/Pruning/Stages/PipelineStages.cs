@@ -111,20 +111,24 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
 
     public bool IsDone(string runDir) => File.Exists(PrunePipeline.SearchFile(runDir));
 
-    public SearchResult Run(PruneContext context, string runDir, IProgress<PruneProgress>? progress, CancellationToken cancellation) =>
-        SubnetSearch.Run(context, new SearchOptions
+    public SearchResult Run(PruneContext context, string runDir, IProgress<PruneProgress>? progress, CancellationToken cancellation)
+    {
+        // Written here rather than by the search, which would lock the run directory the pipeline holds.
+        var result = SubnetSearch.Run(context, new SearchOptions
         {
             Checkpoint = supernet,
             Settings = options.Settings,
             Blocks = options.Blocks,
             Space = options.Space,
-            OutDir = runDir,
             Candidates = candidates,
             Strategy = options.Search,
             ValidationLimit = options.SearchValidationLimit,
             Latency = latency,
             LatencyChecks = options.LatencyChecks,
         }, StageProgress.Search(progress), cancellation);
+        RunDirectory.WriteJson(PrunePipeline.SearchFile(runDir), result);
+        return result;
+    }
 
     public SearchResult Load(string runDir)
     {
@@ -276,7 +280,10 @@ internal sealed class MeasureStage(PruneOptions options, SearchResult search, Fi
 
     public string Description => "evaluate the baseline, export ONNX, time both models";
 
-    public bool IsDone(string runDir)
+    public bool IsDone(string runDir) => Finished(runDir);
+
+    /// <summary>Whether the measurements, the pipeline's last step, are written: the whole run is finished.</summary>
+    public static bool Finished(string runDir)
     {
         var metrics = Path.Combine(runDir, PrunePipeline.MetricsFile);
         return File.Exists(metrics) && File.Exists(Path.Combine(runDir, PrunePipeline.ReportFile))

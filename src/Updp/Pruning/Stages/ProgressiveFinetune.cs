@@ -253,6 +253,9 @@ public static class ProgressiveFinetune
         }
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
+        // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
+        TrainingRun.Check(runOptions, data);
+        using var runLock = RunLock.Acquire(options.OutDir, "updp finetune");
         var lambda = 0.0;
         void SetLambda(long step, long total)
         {
@@ -269,6 +272,7 @@ public static class ProgressiveFinetune
         }
         var hooks = new TrainRunHooks
         {
+            Lock = runLock,
             Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
             BeforeStep = SetLambda,
             BeforeEvaluate = SetLambda,

@@ -90,6 +90,15 @@ public sealed record PruneOptions
     public int LatencyRuns { get; init; } = 20;
 
     public int LatencyWarmup { get; init; } = 3;
+
+    /// <summary>
+    /// Report a finished run found in <see cref="OutDir"/> again (every stage skipped) instead of
+    /// refusing it; an interrupted run with the same settings is continued either way.
+    /// </summary>
+    public bool Resume { get; init; }
+
+    /// <summary>Delete a run found in <see cref="OutDir"/> (finished or not, whatever its settings) and start over.</summary>
+    public bool Force { get; init; }
 }
 
 /// <summary>The four stages, in order.</summary>
@@ -140,7 +149,9 @@ public sealed record PruneResult(PruneMetrics Metrics, IReadOnlyList<PruneStage>
 /// each stage (<see cref="IPruneStage{TResult}"/>) hands its typed result to the next. Every file is
 /// written atomically and a stage counts as finished when its final file exists (training stages:
 /// their <c>metrics.json</c>, written last), so running again after an interruption skips the
-/// finished stages and resumes an interrupted training stage from its last epoch.
+/// finished stages and resumes an interrupted training stage from its last epoch. The directory is
+/// locked while the pipeline runs and <c>run.json</c> records the settings that define the run
+/// (<see cref="PruneRun"/>): finished stages are reused only by a run with the same settings.
 /// </summary>
 public static class PrunePipeline
 {
@@ -161,6 +172,8 @@ public static class PrunePipeline
         var outDir = options.OutDir;
         using var context = PruneContext.Open(options.Checkpoint, options.Settings, options.Supernet.Seed);
         var candidates = Check(context, options);
+        // Held until the report is written: a second process would skip or redo this one's stages.
+        using var run = PruneRun.Open(options, context, candidates);
         LatencyBudget? latency = null;
         if (options.LatencyLimit is { } limit)
         {
@@ -207,6 +220,7 @@ public static class PrunePipeline
         var finetune = Step(new FinetuneStage(options, supernet, search.Candidates[0].Assignment));
         var merged = Step(new MergeStage(options, finetune.Checkpoint));
         var metrics = Step(new MeasureStage(options, search, finetune, merged, latency));
+        run.Finished();
         return new PruneResult(metrics, skipped);
     }
 

@@ -61,7 +61,7 @@ public sealed record SearchOptions
     /// </summary>
     public SearchSpace Space { get; init; } = SearchSpace.Merge;
 
-    /// <summary>Where <c>search.json</c> goes; null writes nothing.</summary>
+    /// <summary>Where <c>search.json</c> goes (the directory is locked while the search runs, <see cref="RunLock"/>); null writes nothing.</summary>
     public string? OutDir { get; init; }
 
     /// <summary>The blocks that may be pruned; null for every block of the model.</summary>
@@ -215,6 +215,8 @@ public static class SubnetSearch
         {
             throw new ArgumentException("the search needs validation images; the validation split is empty");
         }
+        // Another process's search.json cannot replace this one's, nor land in a run directory in use.
+        using var runLock = options.OutDir is { } dir ? RunLock.Acquire(dir, "updp search") : null;
         var inputSize = data.Preprocessing.InputSize;
         var mixed = options.Space == SearchSpace.Mixed;
         // The rules say which blocks may be dropped (docs/METHOD.md#which-blocks-can-be-dropped); only those get the drop form.

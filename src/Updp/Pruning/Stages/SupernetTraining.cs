@@ -149,8 +149,12 @@ public static class SupernetTraining
             // Only then: a merge-only run keeps the settings (and run.json) it always had, so it resumes as before.
             settings["space"] = "mixed";
         }
+        // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
+        TrainingRun.Check(runOptions, data);
+        using var runLock = RunLock.Acquire(options.OutDir, "updp supernet");
         var hooks = new TrainRunHooks
         {
+            Lock = runLock,
             Loss = teacher?.Loss(options.Distillation!, options.Train.LabelSmoothing),
             BeforeStep = forms is null
                 ? (step, _) => StageData.SetLambdas(model, candidates, sampler.Sample(step).ToHashSet())
