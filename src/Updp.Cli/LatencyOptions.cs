@@ -28,9 +28,9 @@ internal static class LatencyOptions
 
     public static Option<string> Engine() => new Option<string>("--latency-engine")
     {
-        Description = "Where the latency budget is measured: torchsharp (each block timed in TorchSharp on --device) or onnxruntime " +
-            "(each block exported to ONNX on its input shape and timed in ONNX Runtime on the CPU, the deployment engine of model.onnx).",
-        DefaultValueFactory = _ => InferenceEngines.Name(InferenceEngine.TorchSharp),
+        Description = "Where the latency budget is measured: onnxruntime (each block exported to ONNX on its input shape and timed in ONNX Runtime on the CPU, " +
+            "the deployment engine of model.onnx) or torchsharp (each block timed in TorchSharp on --device).",
+        DefaultValueFactory = _ => InferenceEngines.Name(InferenceEngine.OnnxRuntime),
     }.Accepts(value => InferenceEngines.Parse(value) is null ? $"expected torchsharp or onnxruntime, got '{value}'" : null);
 
     public static Option<int> Checks() => new Option<int>("--latency-checks")
@@ -53,7 +53,7 @@ internal static class LatencyOptions
     /// measured unpruned time.
     /// </summary>
     public static (int K, LatencyBudget? Budget) Resolve(string checkpoint, int? blocks, LatencyLimit? limit, int batch, string? tablePath,
-        IReadOnlyList<int>? candidates, TorchSharp.torch.Device? device = null, SearchSpace space = SearchSpace.Merge, InferenceEngine engine = InferenceEngine.TorchSharp)
+        IReadOnlyList<int>? candidates, TorchSharp.torch.Device? device = null, SearchSpace space = SearchSpace.Merge, InferenceEngine engine = InferenceEngine.OnnxRuntime)
     {
         if (limit is null)
         {

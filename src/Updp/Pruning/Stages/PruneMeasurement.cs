@@ -139,8 +139,11 @@ public static class PruneMeasurement
         var engine = m.LatencyEngine == "onnxruntime" ? "ONNX Runtime" : "TorchSharp";
         var requested = m.LatencyRequested is { } r && r.EndsWith('%') ? $" ({r} of the unpruned model's)" : "";
         var error = m.LatencyErrorPct is double e ? string.Create(c, $" (prediction error {e:+0.0;-0.0}%)") : "";
+        var verdict = m.MeasuredLatencyMs is double measured
+            ? measured <= budget ? "within the budget" : string.Create(c, $"{100 * (measured - budget) / budget:F1}% over the budget")
+            : "not measured: the model has no ONNX form";
         s.AppendLine(c, $"Latency budget {budget:G4} ms{requested} at batch {m.LatencyBatch} in {engine}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
-            $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms{error}.");
+            $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms{error}, {verdict}.");
         s.AppendLine();
         if (m.LatencyChecks is not { Count: > 0 } checks)
         {

@@ -39,8 +39,11 @@ public sealed record PruneOptions
     /// <summary>The per-block latency table file; null for <see cref="Benchmarks.BlockLatencyTable.DefaultPath"/>.</summary>
     public string? LatencyTable { get; init; }
 
-    /// <summary>The engine the latency budget is for: the table, the prediction's check and the merged model's time (docs/METHOD.md#latency-budget).</summary>
-    public InferenceEngine LatencyEngine { get; init; } = InferenceEngine.TorchSharp;
+    /// <summary>
+    /// The engine the latency budget is for: the table, the prediction's check and the merged model's
+    /// time; by default ONNX Runtime, which runs the exported <c>model.onnx</c> (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public InferenceEngine LatencyEngine { get; init; } = InferenceEngine.OnnxRuntime;
 
     /// <summary>How many scored candidates besides the chosen one are timed whole to check the prediction (<see cref="SearchOptions.LatencyChecks"/>).</summary>
     public int LatencyChecks { get; init; } = SearchOptions.DefaultLatencyChecks;
