@@ -137,4 +137,38 @@ public class LatencyBudgetTests
         Assert.Equal(5, budget.Check(chosen, pool, others: 10, seed: 7, runs: 1).Checks.Count);
         Assert.Single(budget.Check(chosen, pool, others: 0, seed: 7, runs: 1).Checks);
     }
+
+    [Theory]
+    [InlineData(33.0, "within the budget")]
+    [InlineData(38.5, "10.0% over the budget")]
+    public void TheReportStatesTheBudgetThePredictionTheMeasurementAndTheChecks(double measured, string verdict)
+    {
+        var options = new PruneOptions { Checkpoint = "base.safetensors", Settings = new StageSettings { Data = "fashion-mnist" }, OutDir = "out", Blocks = 0 };
+        LatencyCheck[] checks = [new([2, 3], new Dictionary<int, string> { [2] = "merge", [3] = "drop" }, true, 34, 32), new([1, 5], null, false, 40, 41)];
+        var metrics = new PruneMetrics
+        {
+            Model = "convnext_atto",
+            Method = "mixed",
+            Blocks = [2, 3],
+            LatencyBudgetMs = 35,
+            LatencyBatch = 1,
+            LatencyRequested = "70%",
+            LatencyEngine = "onnxruntime",
+            PredictedLatencyMs = 34,
+            MeasuredLatencyMs = measured,
+            LatencyErrorPct = 100 * (34 - measured) / measured,
+            LatencyChecks = checks,
+            LatencyMeanAbsErrorPct = (6.25 + (100.0 / 41)) / 2,
+        };
+
+        var report = PruneMeasurement.RenderReport(options, metrics);
+
+        Assert.Contains($"Latency budget 35 ms (70% of the unpruned model's) at batch 1 in ONNX Runtime: the subset was predicted at 34.00 ms", report);
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the merged model measured {measured:F2} ms (prediction error {metrics.LatencyErrorPct:+0.0;-0.0}%), {verdict}."), report);
+        Assert.Contains("the chosen candidate and 1 drawn at random", report);
+        Assert.Contains("mean absolute error 4.3%", report);
+        Assert.Contains("| chosen | 2, 3 (drop) | 34.00 | 32.00 | +6.3% |", report);
+        Assert.Contains("| random | 1, 5 | 40.00 | 41.00 | -2.4% |", report);
+        Assert.DoesNotContain("Latency budget", PruneMeasurement.RenderReport(options, metrics with { LatencyBudgetMs = null }));
+    }
 }
