@@ -171,4 +171,41 @@ public class LatencyBudgetTests
         Assert.Contains("| random | 1, 5 | 40.00 | 41.00 | -2.4% |", report);
         Assert.DoesNotContain("Latency budget", PruneMeasurement.RenderReport(options, metrics with { LatencyBudgetMs = null }));
     }
+
+    [Fact]
+    public void UnderATightBudgetTheSearchStartsFromTheFastestAssignmentWhichRandomDrawsMiss()
+    {
+        // 16 blocks: merging block i saves i/10 ms of a 100 ms model, dropping it (even blocks only) 3i/10 ms.
+        var table = FixedTable() with
+        {
+            Blocks = [.. Enumerable.Range(0, 16).Select(i => new BlockLatency(i, 5 + (i / 10.0), 5, i % 2 == 0 ? 5 - (i / 5.0) : null))],
+            ModelMs = 100,
+        };
+        int[] candidates = [.. Enumerable.Range(0, 16)];
+        int[] droppable = [.. candidates.Where(i => i % 2 == 0)];
+        // Only the four best savings together fit: 14, 12, 10 and 8 dropped (4.2 + 3.6 + 3 + 2.4 = 13.2 ms);
+        // the next best four (6 dropped for 8) save 12.6 ms.
+        var budget = new LatencyBudget(table, 87);
+        Assert.Equal(4, budget.FewestBlocks(candidates, SearchSpace.Mixed));
+        var fastest = budget.Fastest(candidates, 4, droppable);
+        Assert.Equal("8d,10d,12d,14d", fastest.Key);
+        Assert.True(budget.Fits(fastest));
+        // Odd blocks cannot be dropped, and in the merge-only space nothing is.
+        Assert.Equal("12,13,14,15", budget.Fastest(candidates, 4, []).Key);
+        Assert.Equal("10d,12d,14d", budget.Fastest(candidates, 3, droppable).Key);
+
+        var strategy = new SearchStrategy { Population = 4, Generations = 2, Seed = 1, ExhaustiveLimit = 0 };
+        static double Score(BlockAssignment a) => -a.Blocks.Sum();
+        Assert.Contains("no feasible assignment of 4 blocks",
+            Assert.Throws<InvalidOperationException>(() => SubnetSearch.ExploreAssignments(candidates, droppable, 4, strategy, Score, budget.Fits)).Message);
+
+        var result = SubnetSearch.ExploreAssignments(candidates, droppable, 4, strategy, Score, budget.Fits, fastest);
+
+        Assert.Equal("evolutionary", result.Method);
+        Assert.Equal(["8d,10d,12d,14d"], result.Scored.Select(s => s.Assignment.Key));
+        // Where random draws do fill a population the start adds nothing.
+        var loose = SubnetSearch.ExploreAssignments(candidates, droppable, 4, strategy, Score, null, fastest);
+        Assert.Equal(SubnetSearch.ExploreAssignments(candidates, droppable, 4, strategy, Score).Scored.Select(s => s.Assignment.Key),
+            loose.Scored.Select(s => s.Assignment.Key));
+    }
 }

@@ -139,6 +139,24 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
     }
 
     /// <summary>
+    /// The assignment of <paramref name="k"/> of <paramref name="candidates"/> predicted fastest: the
+    /// blocks with the largest savings, each dropped where it is in <paramref name="droppable"/> and
+    /// dropping saves more than merging, else merged. With K from <see cref="FewestBlocks"/> it fits
+    /// the budget whenever any assignment does; the search starts from it when random draws find too
+    /// few that fit (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public BlockAssignment Fastest(IReadOnlyList<int> candidates, int k, IReadOnlyCollection<int> droppable)
+    {
+        ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentNullException.ThrowIfNull(droppable);
+        var best = Table.Blocks.Where(b => candidates.Contains(b.Index))
+            .Select(b => (b.Index, Drop: droppable.Contains(b.Index) && b.DropSavingMs is double d && d > b.SavingMs,
+                Saving: droppable.Contains(b.Index) && b.DropSavingMs is double drop ? Math.Max(b.SavingMs, drop) : b.SavingMs))
+            .OrderByDescending(b => b.Saving).ThenBy(b => b.Index).Take(k).ToList();
+        return new BlockAssignment(best.Where(b => !b.Drop).Select(b => b.Index), best.Where(b => b.Drop).Select(b => b.Index));
+    }
+
+    /// <summary>
     /// K for the budget: the fewest candidate blocks whose merging (in the mixed space: merging or
     /// dropping, whichever saves more where dropping is allowed) can fit it.
     /// </summary>

@@ -236,7 +236,8 @@ public static class SubnetSearch
                     ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
                     : options.Feasible;
                 var subsets = Explore(candidates, options.Blocks, options.Strategy,
-                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible);
+                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible,
+                    options.Latency?.Fastest(candidates, options.Blocks, []).Merged);
                 exploration = new AssignmentExploration(subsets.Method, subsets.Subsets,
                     [.. subsets.Scored.Select(s => (BlockAssignment.MergeOnly(s.Blocks), s.Score))]);
                 constrained = feasible is not null;
@@ -252,7 +253,8 @@ public static class SubnetSearch
                 try
                 {
                     exploration = ExploreAssignments(candidates, droppable, options.Blocks, options.Strategy,
-                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible);
+                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible,
+                        options.Latency?.Fastest(candidates, options.Blocks, droppable));
                 }
                 finally
                 {
@@ -427,9 +429,14 @@ public static class SubnetSearch
     /// scoring each feasible subset at most once (higher is better). Subsets are passed to
     /// <paramref name="score"/> and <paramref name="feasible"/> in ascending block order.
     /// </summary>
+    /// <param name="start">
+    /// A subset the evolutionary search also scores when its random draws find fewer feasible ones
+    /// than a population (the fastest one under a tight latency budget, whose few feasible subsets
+    /// random draws rarely hit; docs/METHOD.md#latency-budget).
+    /// </param>
     /// <exception cref="InvalidOperationException">No feasible subset was found.</exception>
     public static Exploration Explore(IReadOnlyList<int> candidates, int k, SearchStrategy strategy,
-        Func<IReadOnlyList<int>, double> score, Func<IReadOnlyList<int>, bool>? feasible = null)
+        Func<IReadOnlyList<int>, double> score, Func<IReadOnlyList<int>, bool>? feasible = null, IReadOnlyList<int>? start = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         ArgumentNullException.ThrowIfNull(strategy);
@@ -474,7 +481,8 @@ public static class SubnetSearch
             random => Sample(pool, k, random),
             (parent, random) => Mutate(parent, pool, random),
             (x, y, random) => Crossover(x, y, k, random),
-            SubsetOrder.Instance), subset => TryScore(subset, out var value) ? value : null, $"subset of {k} blocks");
+            SubsetOrder.Instance), subset => TryScore(subset, out var value) ? value : null, $"subset of {k} blocks",
+            start is null ? null : [.. start.Order()]);
         return new Exploration("evolutionary", subsets, scored);
     }
 
@@ -493,9 +501,10 @@ public static class SubnetSearch
     /// its K blocks in the form a parent gave it (a coin decides where the parents disagree). Each
     /// feasible assignment is scored at most once; everything random follows the strategy's seed.
     /// </summary>
+    /// <param name="start">An assignment scored too when random draws find too few feasible ones (<see cref="Explore"/>).</param>
     /// <exception cref="InvalidOperationException">No feasible assignment was found.</exception>
     public static AssignmentExploration ExploreAssignments(IReadOnlyList<int> candidates, IReadOnlyCollection<int> droppable, int k, SearchStrategy strategy,
-        Func<BlockAssignment, double> score, Func<BlockAssignment, bool>? feasible = null)
+        Func<BlockAssignment, double> score, Func<BlockAssignment, bool>? feasible = null, BlockAssignment? start = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         ArgumentNullException.ThrowIfNull(droppable);
@@ -550,7 +559,7 @@ public static class SubnetSearch
             random => WithRandomForms(Sample(pool, k, random), canDrop, random),
             (parent, random) => MutateAssignment(parent, pool, canDrop, random),
             (x, y, random) => CrossoverAssignments(x, y, k, random),
-            AssignmentOrder.Instance), TryScore, $"assignment of {k} blocks");
+            AssignmentOrder.Instance), TryScore, $"assignment of {k} blocks", start);
         return new AssignmentExploration("evolutionary", assignments, scored);
     }
 
@@ -575,9 +584,11 @@ public static class SubnetSearch
     // How evolution makes new genomes (subsets, or assignments) and ranks them on equal scores.
     private sealed record Breeding<T>(Func<Random, T> Sample, Func<T, Random, T> Mutate, Func<T, T, Random, T> Crossover, IComparer<T> Order);
 
-    // The evolutionary part of SearchStrategy: a random initial population, then generations of
-    // children bred from the better half; tryScore returns null for a genome seen before or infeasible.
-    private static void Evolve<T>(SearchStrategy strategy, Breeding<T> breeding, Func<T, double?> tryScore, string what)
+    // The evolutionary part of SearchStrategy: a random initial population (with `start` too when the
+    // draws find less than a population), then generations of children bred from the better half;
+    // tryScore returns null for a genome seen before or infeasible.
+    private static void Evolve<T>(SearchStrategy strategy, Breeding<T> breeding, Func<T, double?> tryScore, string what, T? start = null)
+        where T : class
     {
         var random = new Random(strategy.Seed);
         // Attempts per phase before giving up on finding new feasible genomes.
@@ -590,6 +601,10 @@ public static class SubnetSearch
             {
                 population.Add((genome, value));
             }
+        }
+        if (population.Count < strategy.Population && start is not null && tryScore(start) is double startScore)
+        {
+            population.Add((start, startScore));
         }
         if (population.Count == 0)
         {
