@@ -167,6 +167,8 @@ internal static class PruneCommand
         {
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"latency budget {budget:G4} ms at batch {m.LatencyBatch} in {m.LatencyEngine}: predicted {m.PredictedLatencyMs:F2} ms, merged model measured {m.MeasuredLatencyMs:F2} ms" +
+                (m.MeasuredLatencyMs is double merged && m.MeasuredBaselineLatencyMs is double unpruned
+                    ? $" ({100 * merged / unpruned:F1}% of the unpruned model's {unpruned:F2} ms timed with it)" : "") +
                 (m.LatencyMeanAbsErrorPct is double mape ? $"; the search's prediction error, mean absolute over {m.LatencyChecks?.Count} candidates: {mape:F1}%" : "")));
         }
     }

@@ -156,6 +156,8 @@ public class LatencyBudgetTests
             LatencyEngine = "onnxruntime",
             PredictedLatencyMs = 34,
             MeasuredLatencyMs = measured,
+            MeasuredBaselineLatencyMs = 44,
+            LatencyModelMs = 50,
             LatencyErrorPct = 100 * (34 - measured) / measured,
             LatencyChecks = checks,
             LatencyMeanAbsErrorPct = (6.25 + (100.0 / 41)) / 2,
@@ -165,6 +167,8 @@ public class LatencyBudgetTests
 
         Assert.Contains($"Latency budget 35 ms (70% of the unpruned model's) at batch 1 in ONNX Runtime: the subset was predicted at 34.00 ms", report);
         Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the merged model measured {measured:F2} ms (prediction error {metrics.LatencyErrorPct:+0.0;-0.0}%), {verdict}."), report);
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"The unpruned model, timed with it, measured 44.00 ms (50.00 ms in the table): the merged model takes {100 * measured / 44:F1}% of its time."), report);
         Assert.Contains("the chosen candidate and 1 drawn at random", report);
         Assert.Contains("mean absolute error 4.3%", report);
         Assert.Contains("| chosen | 2, 3 (drop) | 34.00 | 32.00 | +6.3% |", report);

@@ -41,7 +41,7 @@ public static class PruneMeasurement
         var predicted = finetune.Forms is null
             ? latency?.Table.Predict(finetune.Blocks)
             : latency?.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped);
-        var measured = latency is null ? null : MeasuredAtBudget(latency, baseline, mergedModel, onnx is not null, t, inputSize, options);
+        var (measuredBaseline, measured) = latency is null ? (null, null) : MeasuredAtBudget(latency, baseline, mergedModel, onnx is not null, t, inputSize, options);
         return new PruneMetrics
         {
             Model = baseline.Config.Name,
@@ -81,29 +81,36 @@ public static class PruneMeasurement
             LatencyEngine = latency?.Table.Engine,
             PredictedLatencyMs = predicted,
             MeasuredLatencyMs = measured,
+            MeasuredBaselineLatencyMs = measuredBaseline,
+            LatencyModelMs = latency?.Table.ModelMs,
             LatencyErrorPct = predicted is double p && measured is double m ? 100 * (p - m) / m : null,
             LatencyChecks = search.Latency?.Checks,
             LatencyMeanAbsErrorPct = search.Latency?.MeanAbsErrorPct,
         };
     }
 
-    // The fine-tuned merged model at the budget's batch on the budget's engine, timed in turns with the
-    // baseline: ONNX Runtime's batch-1 and batch-32 times are those just measured; null where the
+    // The unpruned and the fine-tuned merged model at the budget's batch on the budget's engine, timed
+    // in turns: ONNX Runtime's batch-1 and batch-32 times are those just measured; nulls where the
     // model has no ONNX form to time.
-    private static double? MeasuredAtBudget(LatencyBudget latency, ImageClassifier baseline, ImageClassifier merged, bool exported, Timings t, int inputSize, PruneOptions options)
+    private static (double? BaselineMs, double? MergedMs) MeasuredAtBudget(LatencyBudget latency, ImageClassifier baseline, ImageClassifier merged, bool exported,
+        Timings t, int inputSize, PruneOptions options)
     {
         var batch = latency.Table.Batch;
         if (latency.Engine == InferenceEngine.TorchSharp)
         {
-            return TorchSharpBenchmark.InferencePair(baseline, merged, batch, inputSize, options.LatencyWarmup, options.LatencyRuns).B.MedianMs;
+            var (a, b) = TorchSharpBenchmark.InferencePair(baseline, merged, batch, inputSize, options.LatencyWarmup, options.LatencyRuns);
+            return (a.MedianMs, b.MedianMs);
         }
         if (!exported)
         {
-            return null;
+            return (null, null);
         }
-        return batch is 1 or 32
-            ? t.Ms(InferenceEngine.OnnxRuntime, "merged", batch)
-            : BlockLatencyTable.TimeModels([baseline, merged], InferenceEngine.OnnxRuntime, batch, inputSize, options.LatencyWarmup, options.LatencyRuns)[1];
+        if (batch is 1 or 32)
+        {
+            return (t.Ms(InferenceEngine.OnnxRuntime, "baseline", batch), t.Ms(InferenceEngine.OnnxRuntime, "merged", batch));
+        }
+        var ms = BlockLatencyTable.TimeModels([baseline, merged], InferenceEngine.OnnxRuntime, batch, inputSize, options.LatencyWarmup, options.LatencyRuns);
+        return (ms[0], ms[1]);
     }
 
     // model.onnx next to the merged checkpoint, checked in ONNX Runtime on test images; or why a model cannot be exported.
@@ -142,8 +149,12 @@ public static class PruneMeasurement
         var verdict = m.MeasuredLatencyMs is double measured
             ? measured <= budget ? "within the budget" : string.Create(c, $"{100 * (measured - budget) / budget:F1}% over the budget")
             : "not measured: the model has no ONNX form";
+        // The machine's speed drifts between the table and this run; the unpruned model timed with the merged one shows by how much.
+        var relative = m.MeasuredLatencyMs is double merged && m.MeasuredBaselineLatencyMs is double unpruned
+            ? string.Create(c, $" The unpruned model, timed with it, measured {unpruned:F2} ms ({m.LatencyModelMs:F2} ms in the table): the merged model takes {100 * merged / unpruned:F1}% of its time.")
+            : "";
         s.AppendLine(c, $"Latency budget {budget:G4} ms{requested} at batch {m.LatencyBatch} in {engine}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
-            $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms{error}, {verdict}.");
+            $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms{error}, {verdict}.{relative}");
         s.AppendLine();
         if (m.LatencyChecks is not { Count: > 0 } checks)
         {

@@ -82,6 +82,14 @@ public sealed record PruneMetrics
     /// <summary>The fine-tuned merged model, timed at <see cref="LatencyBatch"/> on <see cref="LatencyEngine"/> alternately with the baseline.</summary>
     public double? MeasuredLatencyMs { get; init; }
 
+    /// <summary>The unpruned model, timed in turns with <see cref="MeasuredLatencyMs"/>: the machine's speed now, against <see cref="LatencyModelMs"/> in the table.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? MeasuredBaselineLatencyMs { get; init; }
+
+    /// <summary>The unpruned model's time in the latency table, which a percentage budget is of.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? LatencyModelMs { get; init; }
+
     /// <summary>(<see cref="PredictedLatencyMs"/> − <see cref="MeasuredLatencyMs"/>) / <see cref="MeasuredLatencyMs"/>, in percent.</summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public double? LatencyErrorPct { get; init; }
