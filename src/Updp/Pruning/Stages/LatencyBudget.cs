@@ -199,43 +199,41 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
 
     /// <summary>
     /// Builds a fresh model (random weights: latency does not depend on them) for each assignment,
-    /// its blocks merged or dropped, and times them whole with the unpruned one, all in turns, at the
+    /// its blocks merged or dropped, and times it whole in turns with the unpruned one, at the
     /// table's batch and input size on the table's engine and device (<see cref="BlockLatencyTable.TimeModels"/>).
+    /// One pair at a time, as <c>prune</c> times its merged model, so that a check measures what
+    /// <c>prune</c> reports and no model shares the caches with more than one other
+    /// (docs/METHOD.md#latency-budget). The unpruned model's time is the median of its pairs'.
     /// </summary>
     public (double BaselineMs, double[] Ms) Measure(IReadOnlyList<BlockAssignment> assignments, int runs = 20, int warmup = 3)
     {
         ArgumentNullException.ThrowIfNull(assignments);
         var device = Devices.Parse(Table.Device);
         using var scope = NewDisposeScope();
-        var models = new List<ImageClassifier>();
-        try
+        using var baseline = ModelRegistry.Create(Table.Config).MoveTo(device);
+        var baselines = new List<double>();
+        var ms = new double[assignments.Count];
+        for (var i = 0; i < assignments.Count; i++)
         {
-            models.Add(ModelRegistry.Create(Table.Config).MoveTo(device));
-            foreach (var assignment in assignments)
+            using var model = ModelRegistry.Create(Table.Config).MoveTo(device);
+            foreach (var index in assignments[i].Merged)
             {
-                var model = ModelRegistry.Create(Table.Config).MoveTo(device);
-                models.Add(model);
-                foreach (var index in assignment.Merged)
-                {
-                    model.Prune(index).Lambda = 1;
-                }
-                foreach (var index in assignment.Dropped)
-                {
-                    model.Drop(index);
-                }
-                model.eval();
-                Merger.MergeAll(model, [randn(2, Table.Config.InChans, Table.Resolution, Table.Resolution, generator: new Generator(0))]);
+                model.Prune(index).Lambda = 1;
             }
-            var ms = BlockLatencyTable.TimeModels(models, Engine, Table.Batch, Table.Resolution, warmup, runs);
-            return (ms[0], ms[1..]);
-        }
-        finally
-        {
-            foreach (var model in models)
+            foreach (var index in assignments[i].Dropped)
             {
-                model.Dispose();
+                model.Drop(index);
             }
+            model.eval();
+            Merger.MergeAll(model, [randn(2, Table.Config.InChans, Table.Resolution, Table.Resolution, generator: new Generator(0))]);
+            var pair = BlockLatencyTable.TimeModels([baseline, model], Engine, Table.Batch, Table.Resolution, warmup, runs);
+            baselines.Add(pair[0]);
+            ms[i] = pair[1];
         }
+        baselines.Sort();
+        var median = baselines.Count == 0 ? double.NaN
+            : baselines.Count % 2 == 1 ? baselines[baselines.Count / 2] : (baselines[(baselines.Count / 2) - 1] + baselines[baselines.Count / 2]) / 2;
+        return (median, ms);
     }
 
     /// <summary>
