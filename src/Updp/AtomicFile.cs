@@ -26,9 +26,10 @@ public static class AtomicFile
             File.Move(tmp, full, overwrite: true);
             tmp = null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is UnauthorizedAccessException || (e is IOException and not DescribedIOException))
         {
-            // The system's message names the temporary file, which the user never asked for.
+            // The system's message names the temporary file, which the user never asked for. Our own
+            // I/O exceptions (a bad input image met while writing a cache) already say what is wrong.
             throw new IOException($"cannot write '{path}': {Reason(e)}", e);
         }
         finally

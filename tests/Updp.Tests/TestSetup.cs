@@ -9,5 +9,10 @@ internal static class TestSetup
     /// oversubscribing the two cores (OpenMP threads spin while they wait).
     /// </summary>
     [ModuleInitializer]
-    internal static void OneTorchThreadPerTest() => TorchSharp.torch.set_num_threads(1);
+    internal static void OneTorchThreadPerTest()
+    {
+        TorchSharp.torch.set_num_threads(1);
+        // Tests build modules without the registry too; the library checks the kernels only there.
+        ConvolutionKernels.Check();
+    }
 }

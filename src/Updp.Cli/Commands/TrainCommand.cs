@@ -15,7 +15,7 @@ internal static class TrainCommand
         var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => new TrainOptions().Epochs }.Range(1, OptionRules.MaxEpochs);
         var outDir = new Option<string>("--out") { Description = "Run directory for checkpoints and metrics.", Required = true }.OutputPath(isDirectory: true);
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => new TrainOptions().BatchSize }.Range(1, OptionRules.MaxBatch);
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW).", DefaultValueFactory = _ => new TrainOptions().LearningRate }.Range(0, 10, minOpen: true);
+        var lr = new Option<double>("--lr") { Description = $"Peak learning rate (AdamW); {TrainOptions.PretrainedLearningRate:G} with --pretrained.", DefaultValueFactory = _ => new TrainOptions().LearningRate }.Range(0, 10, minOpen: true);
         var wd = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on norms, biases, layer scales).", DefaultValueFactory = _ => new TrainOptions().WeightDecay }.Range(0, 10);
         var warmup = new Option<double>("--warmup-epochs") { Description = "Linear warm-up length in epochs.", DefaultValueFactory = _ => new TrainOptions().WarmupEpochs }.Range(0, OptionRules.MaxEpochs);
         var smoothing = new Option<double>("--label-smoothing") { Description = "Label smoothing.", DefaultValueFactory = _ => new TrainOptions().LabelSmoothing }.Range(0, 1, maxOpen: true);
@@ -72,7 +72,10 @@ internal static class TrainCommand
                 {
                     Epochs = parse.GetValue(epochs),
                     BatchSize = parse.GetValue(batch),
-                    LearningRate = parse.GetValue(lr),
+                    // Pretrained weights want a smaller step than a random start; an explicit --lr always wins.
+                    LearningRate = parse.GetValue(pretrained) is not null && parse.GetResult(lr) is null or { Implicit: true }
+                        ? TrainOptions.PretrainedLearningRate
+                        : parse.GetValue(lr),
                     WeightDecay = parse.GetValue(wd),
                     WarmupEpochs = parse.GetValue(warmup),
                     LabelSmoothing = parse.GetValue(smoothing),

@@ -4,7 +4,7 @@ namespace Updp.Data;
 /// An image file that cannot be used: unreadable, truncated, of an unknown format, or of a size
 /// outside the accepted range. The message names the file.
 /// </summary>
-public sealed class BadImageException : IOException
+public sealed class BadImageException : DescribedIOException
 {
     /// <summary>Creates the exception for <paramref name="path"/>.</summary>
     public BadImageException(string path, string reason, Exception? inner = null)

@@ -46,7 +46,12 @@ public static class ModelRegistry
             : throw new ArgumentException($"unknown model '{name}'; known models: {string.Join(", ", Variants.Keys.Order(StringComparer.Ordinal))}", nameof(name));
 
     /// <summary>Builds the model a configuration describes, with freshly initialised weights.</summary>
-    public static ImageClassifier Create(ModelConfig config) => Get(config.Name).Create(config);
+    public static ImageClassifier Create(ModelConfig config)
+    {
+        // A model is about to compute: make sure the machine's convolutions are right first.
+        ConvolutionKernels.Check();
+        return Get(config.Name).Create(config);
+    }
 
     /// <summary>Builds a registered model with default settings (3 channels, 1000 classes).</summary>
     public static ImageClassifier Create(string name, int numClasses = 1000, int inChans = 3) =>

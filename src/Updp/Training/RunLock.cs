@@ -68,7 +68,7 @@ public sealed class RunLock : IDisposable
 
 /// <summary>Another process is using the run directory (it holds its <see cref="RunLock"/>).</summary>
 public sealed class RunInUseException(string directory, string holder, Exception inner)
-    : IOException($"'{directory}' is in use by {holder}; wait for it to finish or choose another --out", inner)
+    : DescribedIOException($"'{directory}' is in use by {holder}; wait for it to finish or choose another --out", inner)
 {
     /// <summary>The run directory.</summary>
     public string Directory { get; } = directory;

@@ -113,4 +113,30 @@ public partial class CliTests
         Assert.Equal(2, code);
         Assert.Contains(named, err);
     }
+
+    [Fact]
+    public void PretrainedWeightsFineTuneAtTheirOwnLearningRateUnlessOneIsGiven()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("shapes");
+        ImageFolderFixture.WriteSplit(data, "train", classes: 2, perClass: 6, seed: 1);
+        // A bare 1000-class RGB state dict in timm's names, as timm saves an ImageNet convnext_atto.
+        var weights = dir.File("convnext_atto_in1k.safetensors");
+        using (var source = Updp.Models.ModelRegistry.Create("convnext_atto", numClasses: 1000, inChans: 3))
+        using (var stream = File.Create(weights))
+        {
+            Updp.Checkpoints.Safetensors.Write(stream, source.state_dict(), metadata: null);
+        }
+        string[] args = ["train", "--model", "convnext_atto", "--data", data, "--input-size", "32", "--epochs", "1", "--batch-size", "4",
+            "--max-steps", "1", "--pretrained", weights];
+
+        var (code, stdout, err) = Run([.. args, "--out", dir.File("default")]);
+        Assert.True(code == 0, err);
+        Assert.Contains("lr 0.0005,", stdout);
+        Assert.Contains("1000 classes", stdout);
+
+        (code, stdout, err) = Run([.. args, "--lr", "0.002", "--out", dir.File("given")]);
+        Assert.True(code == 0, err);
+        Assert.Contains("lr 0.002,", stdout);
+    }
 }

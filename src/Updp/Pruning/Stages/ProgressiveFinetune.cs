@@ -220,16 +220,7 @@ public static class ProgressiveFinetune
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(options.Blocks);
-        var ramp = options.Method switch
-        {
-            FinetuneMethod.Updp or FinetuneMethod.Mixed => new LambdaRamp(options.Ramp, 1).Ramp,
-            FinetuneMethod.Direct or FinetuneMethod.Drop => 0,
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown fine-tuning method"),
-        };
-        if (options.Method != FinetuneMethod.Mixed && options.Dropped is { Count: > 0 })
-        {
-            throw new ArgumentException($"method {options.Method.ToString().ToLowerInvariant()}: only the mixed method takes blocks to drop ({string.Join(",", options.Dropped)})");
-        }
+        var ramp = RampOf(options);
         using var model = context.ModelOf(options.Checkpoint);
         var init = CheckInit(model, options);
         var blocks = StageData.CheckBlocks(model, options.Blocks, "the blocks to prune");
@@ -237,20 +228,7 @@ public static class ProgressiveFinetune
         var data = context.TrainingData;
         var runOptions = StageData.RunOptions(model, context.Settings, options.OutDir, data, options.Train, options.Resume, options.Force);
 
-        IReadOnlyList<IProgressiveBlock> pruned;
-        IReadOnlyList<IFadingBlock> fading = [];
-        if (options.Method == FinetuneMethod.Mixed)
-        {
-            (pruned, fading) = PrepareMixed(model, assignment);
-        }
-        else
-        {
-            pruned = Prepare(model, blocks, options.Method);
-        }
-        if (pruned.Count > 0)
-        {
-            BatchNormCalibration.Recalibrate(model, context.CalibrationImages(options.Train.Seed), pruned.SelectMany(p => p.BatchNorms));
-        }
+        var (pruned, fading) = PrepareBlocks(context, model, blocks, assignment, options);
 
         var teacher = options.Distillation is { } distill ? context.Teacher(distill, model) : null;
         // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
@@ -287,6 +265,45 @@ public static class ProgressiveFinetune
         var result = Result(options, model.Config, init, assignment, ramp, run, data, context.Settings.Device);
         RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
         return result;
+    }
+
+    // The λ ramp's length as a fraction of training (0: the pruned form from the first step), after
+    // checking that only the mixed method names blocks to drop.
+    private static double RampOf(FinetuneOptions options)
+    {
+        var ramp = options.Method switch
+        {
+            FinetuneMethod.Updp or FinetuneMethod.Mixed => new LambdaRamp(options.Ramp, 1).Ramp,
+            FinetuneMethod.Direct or FinetuneMethod.Drop => 0,
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Method, "unknown fine-tuning method"),
+        };
+        if (options.Method != FinetuneMethod.Mixed && options.Dropped is { Count: > 0 })
+        {
+            throw new ArgumentException($"method {options.Method.ToString().ToLowerInvariant()}: only the mixed method takes blocks to drop ({string.Join(",", options.Dropped)})");
+        }
+        return ramp;
+    }
+
+    // Puts every block of S in its progressive form (merged ones at λ=0, dropped ones fading) and
+    // calibrates the new batch norms.
+    private static (IReadOnlyList<IProgressiveBlock> Pruned, IReadOnlyList<IFadingBlock> Fading) PrepareBlocks(PruneContext context,
+        ImageClassifier model, int[] blocks, BlockAssignment assignment, FinetuneOptions options)
+    {
+        IReadOnlyList<IProgressiveBlock> pruned;
+        IReadOnlyList<IFadingBlock> fading = [];
+        if (options.Method == FinetuneMethod.Mixed)
+        {
+            (pruned, fading) = PrepareMixed(model, assignment);
+        }
+        else
+        {
+            pruned = Prepare(model, blocks, options.Method);
+        }
+        if (pruned.Count > 0)
+        {
+            BatchNormCalibration.Recalibrate(model, context.CalibrationImages(options.Train.Seed), pruned.SelectMany(p => p.BatchNorms));
+        }
+        return (pruned, fading);
     }
 
     // S with its forms, the dropped blocks checked against S.

@@ -136,19 +136,6 @@ public static class SupernetTraining
         var none = new HashSet<int>();
         var forms = mixed ? new AssignmentForms(model, candidates, droppable) : null;
         var original = BlockAssignment.MergeOnly([]);
-        var settings = new Dictionary<string, string>
-        {
-            ["stage"] = "supernet",
-            ["baseline"] = Path.GetFullPath(context.Checkpoint),
-            ["candidates"] = string.Join(",", candidates),
-            ["max_pruned"] = options.MaxPruned.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["distillation"] = StageData.Describe(options.Distillation),
-        };
-        if (mixed)
-        {
-            // Only then: a merge-only run keeps the settings (and run.json) it always had, so it resumes as before.
-            settings["space"] = "mixed";
-        }
         // Held until metrics.json, which marks the stage finished, is written; taken once the input is checked.
         TrainingRun.Check(runOptions, data);
         using var runLock = RunLock.Acquire(options.OutDir, "updp supernet");
@@ -167,7 +154,7 @@ public static class SupernetTraining
             CanBeBest = epoch => epoch == options.Train.Epochs,
             CheckpointName = CheckpointName,
             EvaluateTest = false,
-            Settings = settings,
+            Settings = RunSettings(context, options, candidates),
         };
         var clock = Stopwatch.StartNew();
         TrainRunResult run;
@@ -180,8 +167,36 @@ public static class SupernetTraining
             // A step that failed or was cancelled may have left a block swapped out; the model owns its pruned module again.
             forms?.Restore();
         }
+        var result = Result(options, run, model, candidates, droppable, data, calibrated);
+        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
+        return result;
+    }
+
+    // What defines a supernet run (OUT/run.json): a resume with other values is refused.
+    private static Dictionary<string, string> RunSettings(PruneContext context, SupernetOptions options, IReadOnlyList<int> candidates)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["stage"] = "supernet",
+            ["baseline"] = Path.GetFullPath(context.Checkpoint),
+            ["candidates"] = string.Join(",", candidates),
+            ["max_pruned"] = options.MaxPruned.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["distillation"] = StageData.Describe(options.Distillation),
+        };
+        if (options.Space == SearchSpace.Mixed)
+        {
+            // Only then: a merge-only run keeps the settings (and run.json) it always had, so it resumes as before.
+            settings["space"] = "mixed";
+        }
+        return settings;
+    }
+
+    private static SupernetResult Result(SupernetOptions options, TrainRunResult run, ImageClassifier model, int[] candidates, int[] droppable,
+        RunData data, int calibrated)
+    {
+        var mixed = options.Space == SearchSpace.Mixed;
         var state = run.State;
-        var result = new SupernetResult
+        return new SupernetResult
         {
             Checkpoint = run.BestCheckpoint,
             Model = model.Config.Name,
@@ -201,8 +216,6 @@ public static class SupernetTraining
             Distillation = options.Distillation,
             History = state.History,
         };
-        RunDirectory.WriteJson(Path.Combine(options.OutDir, "metrics.json"), result);
-        return result;
     }
 
     /// <summary>
