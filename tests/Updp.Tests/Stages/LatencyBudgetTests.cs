@@ -173,6 +173,7 @@ public class LatencyBudgetTests
         Assert.Contains("mean absolute error 4.3%", report);
         Assert.Contains("| chosen | 2, 3 (drop) | 34.00 | 32.00 | +6.3% |", report);
         Assert.Contains("| random | 1, 5 | 40.00 | 41.00 | -2.4% |", report);
+        Assert.Contains("the chosen candidate (the only one checked", PruneMeasurement.RenderReport(options, metrics with { LatencyChecks = [checks[0]] }));
         Assert.DoesNotContain("Latency budget", PruneMeasurement.RenderReport(options, metrics with { LatencyBudgetMs = null }));
     }
 

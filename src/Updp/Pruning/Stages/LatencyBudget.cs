@@ -92,6 +92,13 @@ public sealed record LatencyLimit
 /// <param name="TablePath">Where the table is cached (reported in search.json).</param>
 public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, string? TablePath = null)
 {
+    /// <summary>
+    /// Timed runs per measurement of a table and of its check: 20 in TorchSharp; 100 in ONNX Runtime,
+    /// where a small model takes about a millisecond and a block tens of microseconds, so that more
+    /// runs cost little and steady the medians on a shared machine.
+    /// </summary>
+    public static int DefaultRuns(InferenceEngine engine) => engine == InferenceEngine.OnnxRuntime ? 100 : 20;
+
     /// <summary>The budget as it was asked for (a percentage, say); null when given in milliseconds directly.</summary>
     public LatencyLimit? Limit { get; init; }
 
@@ -119,7 +126,8 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
         }
         var on = engine == InferenceEngine.OnnxRuntime ? Devices.Cpu : device;
         var path = tablePath ?? BlockLatencyTable.DefaultPath(config, inputSize, batch, on, engine);
-        var table = BlockLatencyTable.LoadOrMeasure(path, config, inputSize, batch, out measured, device: on, needDropped: space == SearchSpace.Mixed, engine: engine);
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, inputSize, batch, out measured, runs: DefaultRuns(engine), device: on,
+            needDropped: space == SearchSpace.Mixed, engine: engine);
         return new LatencyBudget(table, limit.Resolve(table.ModelMs), path) { Limit = limit };
     }
 
@@ -242,7 +250,8 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
     /// <paramref name="seed"/>) are built and timed whole with the unpruned model on the table's
     /// engine, and each measured time is set against its prediction.
     /// </summary>
-    public LatencyReport Check(BlockAssignment chosen, IReadOnlyList<BlockAssignment> pool, int others, int seed, int runs = 20)
+    /// <param name="runs">Timed runs per model; default <see cref="DefaultRuns"/> for the table's engine.</param>
+    public LatencyReport Check(BlockAssignment chosen, IReadOnlyList<BlockAssignment> pool, int others, int seed, int? runs = null)
     {
         ArgumentNullException.ThrowIfNull(chosen);
         ArgumentNullException.ThrowIfNull(pool);
@@ -258,7 +267,7 @@ public sealed record LatencyBudget(BlockLatencyTable Table, double BudgetMs, str
             (picks[i], picks[j]) = (picks[j], picks[i]);
         }
         BlockAssignment[] checkedOnes = [chosen, .. picks.Take(n).Order().Select(i => rest[i])];
-        var (baselineMs, ms) = Measure(checkedOnes, runs);
+        var (baselineMs, ms) = Measure(checkedOnes, runs ?? DefaultRuns(Engine));
         var checks = checkedOnes.Select((a, i) => new LatencyCheck(a.Blocks, a.Dropped.Count > 0 ? a.Forms : null, i == 0,
             Table.Predict(a.Merged, a.Dropped), ms[i])).ToList();
         return new LatencyReport(BudgetMs, Table.Batch, Table.Resolution, Table.Threads, TablePath, Table.ModelMs, checks[0].PredictedMs, checks[0].MeasuredMs, baselineMs)

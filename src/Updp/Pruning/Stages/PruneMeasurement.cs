@@ -160,8 +160,11 @@ public static class PruneMeasurement
         {
             return;
         }
-        s.AppendLine(c, $"The prediction checked in the search: the chosen candidate and {checks.Count - 1} drawn at random among the scored ones, each built and timed whole " +
-            $"in {engine} (random weights) against its prediction; mean absolute error {m.LatencyMeanAbsErrorPct:F1}%.");
+        var which = checks.Count == 1
+            ? "the chosen candidate (the only one checked: no other was scored, or --latency-checks 0), built and timed whole"
+            : $"the chosen candidate and {checks.Count - 1} drawn at random among the scored ones, each built and timed whole";
+        s.AppendLine(c, $"The prediction checked in the search: {which} in {engine} (random weights) with the unpruned model; " +
+            $"mean absolute error {m.LatencyMeanAbsErrorPct:F1}%.");
         s.AppendLine();
         s.AppendLine("| candidate | blocks | predicted (ms) | measured (ms) | error |");
         s.AppendLine("|---|---|---:|---:|---:|");
