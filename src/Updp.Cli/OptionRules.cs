@@ -55,6 +55,14 @@ internal static class OptionRules
         where TOption : Option =>
         option.Rule(r => r.GetValueOrDefault<string?>() is { } path && !keywords.Contains(path) ? FileError(path) : null);
 
+    /// <summary>
+    /// A text value that <paramref name="error"/> accepts (it returns why not, or null): for values
+    /// with a syntax of their own, such as <c>--latency-budget 70%</c>.
+    /// </summary>
+    public static TOption Accepts<TOption>(this TOption option, Func<string, string?> error)
+        where TOption : Option =>
+        option.Rule(r => r.GetValueOrDefault<string?>() is { } value ? error(value) : null);
+
     /// <summary>Every path of a list is an existing, readable, non-empty regular file.</summary>
     public static Option<string[]> ExistingFiles(this Option<string[]> option) =>
         option.Rule(r => r.GetValueOrDefault<string[]>()?.Select(FileError).FirstOrDefault(e => e is not null));

@@ -25,6 +25,8 @@ internal static class PruneCommand
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
+        var latencyEngine = LatencyOptions.Engine();
+        var latencyChecks = LatencyOptions.Checks();
         var method = new Option<string>("--method")
         {
             Description = "updp, direct or drop: how stage 3 prunes the K blocks a merge-only search chose (see `updp finetune --help`); " +
@@ -73,7 +75,7 @@ internal static class PruneCommand
             "Run it again after an interruption: finished stages (found by their output files) are skipped. OUT/run.json records the settings; " +
             "a run with other settings, or a finished run without --resume, is refused (--force starts over).")
         {
-            checkpoint, data, blocks, budget, latencyBatch, latencyTable, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, latencyEngine, latencyChecks, method, outDir, supernet, maxPruned, candidates, supernetEpochs, finetuneEpochs, population, generations, valLimit, ramp,
             batch, lr, seed, trainLimit, maxSteps, valSize, calibration, distill, alpha, temperature, latencyRuns, resume, force, threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
@@ -104,11 +106,13 @@ internal static class PruneCommand
                 },
                 OutDir = parse.GetValue(outDir)!,
                 Blocks = parse.GetValue(blocks) ?? (parse.GetValue(budget) is null
-                    ? throw new ArgumentException("give --blocks K (how many blocks to prune) or --latency-budget MS")
+                    ? throw new ArgumentException("give --blocks K (how many blocks to prune) or --latency-budget MS (or a percentage, e.g. 70%)")
                     : 0),
-                LatencyBudgetMs = parse.GetValue(budget),
+                LatencyLimit = LatencyOptions.ParseBudget(parse.GetValue(budget)),
                 LatencyBatch = parse.GetValue(latencyBatch),
                 LatencyTable = parse.GetValue(latencyTable),
+                LatencyEngine = LatencyOptions.ParseEngine(parse.GetValue(latencyEngine)),
+                LatencyChecks = parse.GetValue(latencyChecks),
                 Method = FinetuneCommand.ParseMethod(parse.GetValue(method)),
                 SupernetCheckpoint = parse.GetValue(supernet),
                 MaxPruned = parse.GetValue(maxPruned),
@@ -124,7 +128,7 @@ internal static class PruneCommand
                 Force = parse.GetValue(force),
             };
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyBudgetMs} ms" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
+                $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyLimit}" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TrainCommand.Where(on)}) → {options.OutDir}"));
             var result = ConsoleProgress.Prune(progress => PrunePipeline.Run(options, progress, Interruption.Stoppable("finished stages are kept; run the same command again to skip them and resume the interrupted one")));
             Render(result.Metrics);
@@ -198,7 +202,10 @@ internal static class PruneCommand
         if (m.LatencyBudgetMs is double budget)
         {
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"latency budget {budget:G4} ms at batch {m.LatencyBatch}: predicted {m.PredictedLatencyMs:F2} ms, merged model measured {m.MeasuredLatencyMs:F2} ms"));
+                $"latency budget {budget:G4} ms at batch {m.LatencyBatch} in {m.LatencyEngine}: predicted {m.PredictedLatencyMs:F2} ms, merged model measured {m.MeasuredLatencyMs:F2} ms" +
+                (m.MeasuredLatencyMs is double merged && m.MeasuredBaselineLatencyMs is double unpruned
+                    ? $" ({100 * merged / unpruned:F1}% of the unpruned model's {unpruned:F2} ms timed with it)" : "") +
+                (m.LatencyMeanAbsErrorPct is double mape ? $"; the search's prediction error, mean absolute over {m.LatencyChecks?.Count} candidates: {mape:F1}%" : "")));
         }
     }
 }

@@ -23,6 +23,8 @@ internal static class SearchCommand
         var budget = LatencyOptions.Budget();
         var latencyBatch = LatencyOptions.Batch();
         var latencyTable = LatencyOptions.Table();
+        var latencyEngine = LatencyOptions.Engine();
+        var latencyChecks = LatencyOptions.Checks();
         var candidates = new Option<string?>("--candidates") { Description = "Blocks subsets are drawn from, e.g. 1,2,3 (0-based; default: every block)." };
         var method = CommonOptions.SpaceMethod("chosen");
         var outDir = new Option<string>("--out") { Description = "Directory for search.json.", Required = true }.OutputPath(isDirectory: true);
@@ -47,7 +49,7 @@ internal static class SearchCommand
             "the best --population surviving; at most population·(generations+1) subsets scored; all randomness from --seed). " +
             "With --method mixed the candidates are assignments: K blocks, each merged or (where it can be) dropped; search.json then gives each block's form.")
         {
-            checkpoint, data, blocks, budget, latencyBatch, latencyTable, candidates, method, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, force,
+            checkpoint, data, blocks, budget, latencyBatch, latencyTable, latencyEngine, latencyChecks, candidates, method, outDir, population, generations, exhaustive, seed, valLimit, valSize, calibration, top, force,
             threads, device,
         };
         command.Options.Add(dataOptions.SkipBadImages);
@@ -61,8 +63,8 @@ internal static class SearchCommand
             OutputFiles.Check("--out", written.Select(f => Path.Combine(parse.GetValue(outDir)!, f)), parse.GetValue(force), parse.GetValue(checkpoint));
             var candidateList = parse.GetValue(candidates) is { } list ? CommonOptions.ParseBlocks("--candidates", list) : null;
             var space = CommonOptions.ParseSpace(parse.GetValue(method));
-            var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), parse.GetValue(budget),
-                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on, space);
+            var (k, latency) = LatencyOptions.Resolve(parse.GetValue(checkpoint)!, parse.GetValue(blocks), LatencyOptions.ParseBudget(parse.GetValue(budget)),
+                parse.GetValue(latencyBatch), parse.GetValue(latencyTable), candidateList, on, space, LatencyOptions.ParseEngine(parse.GetValue(latencyEngine)));
             var options = new SearchOptions
             {
                 Checkpoint = parse.GetValue(checkpoint)!,
@@ -77,6 +79,7 @@ internal static class SearchCommand
                 Blocks = k,
                 Space = space,
                 Latency = latency,
+                LatencyChecks = parse.GetValue(latencyChecks),
                 OutDir = parse.GetValue(outDir)!,
                 Candidates = candidateList,
                 Strategy = new SearchStrategy
@@ -140,8 +143,13 @@ internal static class SearchCommand
         if (latency is not null)
         {
             AnsiConsole.MarkupLine(Markup.Escape(
-                $"latency budget {latency.BudgetMs:G4} ms at batch {latency.Batch}: best subset predicted {latency.PredictedMs:F2} ms, " +
-                $"measured again {latency.MeasuredMs:F2} ms (unpruned {latency.MeasuredBaselineMs:F2} ms in the same run, {latency.Threads} threads)"));
+                $"latency budget {latency.BudgetMs:G4} ms{(latency.Requested is { } r && r.EndsWith('%') ? $" ({r})" : "")} at batch {latency.Batch} in {latency.Engine}: " +
+                $"best subset predicted {latency.PredictedMs:F2} ms, measured again {latency.MeasuredMs:F2} ms (unpruned {latency.MeasuredBaselineMs:F2} ms in the same run, {latency.Threads} threads)"));
+            if (latency.MeanAbsErrorPct is double mape)
+            {
+                AnsiConsole.MarkupLine(Markup.Escape(
+                    $"prediction error on {latency.Checks.Count} candidates timed whole: {string.Join(", ", latency.Checks.Select(c => $"{c.ErrorPct:+0.0;-0.0}%"))}; mean absolute {mape:F1}%"));
+            }
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Updp.Export;
 using Updp.Models;
 using Updp.Pruning.Blocks;
 using static TorchSharp.torch;
@@ -42,7 +43,11 @@ public sealed record BlockLatencyTable
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
     };
 
-    /// <summary>The engine the times are for (only TorchSharp measures per block for now).</summary>
+    /// <summary>
+    /// The engine the times are for (<see cref="InferenceEngines.Name"/>): <c>torchsharp</c>, or
+    /// <c>onnxruntime</c> (each block exported on its own and run in ONNX Runtime on the CPU);
+    /// tables from before engines are TorchSharp ones.
+    /// </summary>
     public string Engine { get; init; } = "torchsharp";
 
     /// <summary>Where TorchSharp ran the blocks: <c>cpu</c> or <c>cuda:N</c> (<see cref="Devices.Name"/>); tables from before devices are CPU ones.</summary>
@@ -151,21 +156,33 @@ public sealed record BlockLatencyTable
         return Blocks.GroupBy(b => b.Index).FirstOrDefault(g => g.Count() > 1) is { } twice ? $"block {twice.Key} is listed {twice.Count()} times" : null;
     }
 
-    /// <summary>Whether this table was measured for these settings on this machine (and on <paramref name="device"/>, default the CPU).</summary>
-    public bool IsFor(ModelConfig config, int resolution, int batch, int threads, Device? device = null) =>
+    /// <summary>
+    /// Whether this table was measured for these settings on this machine (on <paramref name="device"/>,
+    /// default the CPU, and <paramref name="engine"/>, default TorchSharp).
+    /// </summary>
+    public bool IsFor(ModelConfig config, int resolution, int batch, int threads, Device? device = null, InferenceEngine engine = InferenceEngine.TorchSharp) =>
         Config == config && Resolution == resolution && Batch == batch && Threads == threads && Machine == ThisMachine()
-        && Device == Devices.Name(device ?? Devices.Cpu);
+        && Device == Devices.Name(device ?? Devices.Cpu) && Engine == InferenceEngines.Name(engine);
 
     /// <summary>
     /// Times every block of a fresh model of <paramref name="config"/> in its original and merged
     /// forms and, where its rule allows dropping it, its dropped form (the three in turns), on the
-    /// block's real input shape, on <paramref name="device"/> (default the CPU).
+    /// block's real input shape, on <paramref name="engine"/>: in TorchSharp on <paramref name="device"/>
+    /// (default the CPU), or in ONNX Runtime on the CPU, each form exported on its own
+    /// (<see cref="OnnxExporter.ExportModuleToMemory"/>, checked against TorchSharp) and run in its
+    /// own session. Then the whole model, original and with every block merged, on the same engine.
     /// </summary>
-    public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20, Device? device = null)
+    /// <exception cref="ArgumentException">ONNX Runtime on a device other than the CPU.</exception>
+    public static BlockLatencyTable Measure(ModelConfig config, int resolution, int batch, int warmup = 3, int runs = 20, Device? device = null,
+        InferenceEngine engine = InferenceEngine.TorchSharp)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
         Device on = device ?? Devices.Cpu;
+        if (engine == InferenceEngine.OnnxRuntime && !Devices.IsCpu(on))
+        {
+            throw new ArgumentException($"ONNX Runtime runs on the CPU here: its latency table cannot be measured on {Devices.Name(on)}", nameof(device));
+        }
         using var scope = NewDisposeScope();
         using var original = ModelRegistry.Create(config).MoveTo(on);
         using var merged = ModelRegistry.Create(config).MoveTo(on);
@@ -184,32 +201,23 @@ public sealed record BlockLatencyTable
         {
             foreach (var index in indices)
             {
-                var x = inputs[index];
                 var a = (nn.Module<Tensor, Tensor>)original.Blocks[index].Module;
-                var b = (nn.Module<Tensor, Tensor>)merged.Blocks[index].Module;
-                Action Forward(nn.Module<Tensor, Tensor> block) => () =>
-                {
-                    using var step = NewDisposeScope();
-                    block.call(x);
-                    Devices.Synchronize(on);
-                };
+                List<nn.Module<Tensor, Tensor>> forms = [a, (nn.Module<Tensor, Tensor>)merged.Blocks[index].Module];
                 // The dropped form (docs/METHOD.md#mixed) shares the original block's tensors and is never put in the model.
                 if (original.CannotDrop(index) is null)
                 {
-                    var d = BlockRules.For(a).Drop(a).MoveTo(on);
-                    var times = LatencyStats.MeasureInterleaved([Forward(a), Forward(b), Forward(d)], batch, warmup, runs);
-                    blocks.Add(new BlockLatency(index, times[0].MedianMs, times[1].MedianMs, times[2].MedianMs));
+                    forms.Add(BlockRules.For(a).Drop(a).MoveTo(on));
                 }
-                else
-                {
-                    var (o, m) = LatencyStats.MeasurePair(Forward(a), Forward(b), batch, warmup, runs);
-                    blocks.Add(new BlockLatency(index, o.MedianMs, m.MedianMs));
-                }
+                var times = engine == InferenceEngine.TorchSharp
+                    ? TimeInTorchSharp(forms, inputs[index], on, batch, warmup, runs)
+                    : TimeInOnnxRuntime(forms, original.Blocks[index].Path, inputs[index], resolution, batch, warmup, runs);
+                blocks.Add(new BlockLatency(index, times[0], times[1], forms.Count > 2 ? times[2] : null));
             }
         }
-        var (full, allMerged) = TorchSharpBenchmark.InferencePair(original, merged, batch, resolution, warmup, runs);
+        var whole = TimeModels([original, merged], engine, batch, resolution, warmup, runs);
         return new BlockLatencyTable
         {
+            Engine = InferenceEngines.Name(engine),
             Config = config,
             Resolution = resolution,
             Batch = batch,
@@ -218,24 +226,80 @@ public sealed record BlockLatencyTable
             Machine = ThisMachine(),
             Runs = runs,
             Measured = DateTimeOffset.UtcNow,
-            ModelMs = full.MedianMs,
-            AllMergedMs = allMerged.MedianMs,
+            ModelMs = whole[0],
+            AllMergedMs = whole[1],
             Blocks = blocks,
             HasDroppedForms = true,
         };
     }
 
     /// <summary>
+    /// The median latency of each of <paramref name="models"/> (one input size, eval mode) on
+    /// <paramref name="engine"/> at <paramref name="batch"/>, the models timed in turns: in TorchSharp
+    /// on their device, in ONNX Runtime each exported and checked first (<see cref="LatencyComparison"/>).
+    /// What a table's prediction is checked against (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public static double[] TimeModels(IReadOnlyList<ImageClassifier> models, InferenceEngine engine, int batch, int resolution, int warmup = 3, int runs = 20)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        var results = LatencyComparison.Run([.. models.Select((m, i) => new BenchModel($"{i}", m))], [engine], resolution, [batch], warmup, runs);
+        return [.. models.Select((_, i) => results.Single(r => r.Variant == $"{i}").Stats.MedianMs)];
+    }
+
+    // The block's forms in TorchSharp on its captured input, in turns; each run waits for the device.
+    private static double[] TimeInTorchSharp(IReadOnlyList<nn.Module<Tensor, Tensor>> forms, Tensor x, Device on, int batch, int warmup, int runs)
+    {
+        Action Forward(nn.Module<Tensor, Tensor> block) => () =>
+        {
+            using var step = NewDisposeScope();
+            block.call(x);
+            Devices.Synchronize(on);
+        };
+        return [.. LatencyStats.MeasureInterleaved([.. forms.Select(Forward)], batch, warmup, runs).Select(t => t.MedianMs)];
+    }
+
+    // The block's forms each exported on its own and run in its own ONNX Runtime session, in turns, on
+    // inputs of the captured input's shape. Every session pays the same per-run cost (binding the input,
+    // allocating the output), and a table is used through differences (savings), so that cost cancels.
+    private static double[] TimeInOnnxRuntime(IReadOnlyList<nn.Module<Tensor, Tensor>> forms, string path, Tensor x, int resolution, int batch, int warmup, int runs)
+    {
+        var threads = get_num_threads();
+        var sessions = new List<OnnxRuntimeModel>();
+        var prepared = new List<OnnxRuntimeModel.TimedRun>();
+        try
+        {
+            foreach (var form in forms)
+            {
+                var (bytes, _) = OnnxExporter.ExportModuleToMemory(form, path, x, resolution, threads: threads);
+                sessions.Add(OnnxRuntimeModel.Load(bytes, threads));
+                prepared.Add(sessions[^1].Prepare(x.shape));
+            }
+            return [.. LatencyStats.MeasureInterleaved([.. prepared.Select(p => (Action)p.Run)], batch, warmup, runs).Select(t => t.MedianMs)];
+        }
+        finally
+        {
+            foreach (var p in prepared)
+            {
+                p.Dispose();
+            }
+            foreach (var session in sessions)
+            {
+                session.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
     /// The table in <paramref name="path"/> if it was measured for these settings on this machine
-    /// (and, with <paramref name="needDropped"/>, has the dropped forms); otherwise measures one on
-    /// <paramref name="device"/> (default the CPU) and writes it there (atomically).
-    /// <paramref name="measured"/> tells which.
+    /// and engine (and, with <paramref name="needDropped"/>, has the dropped forms); otherwise
+    /// measures one on <paramref name="engine"/> and <paramref name="device"/> (default the CPU) and
+    /// writes it there (atomically). <paramref name="measured"/> tells which.
     /// </summary>
     public static BlockLatencyTable LoadOrMeasure(string path, ModelConfig config, int resolution, int batch, out bool measured, int runs = 20, Device? device = null,
-        bool needDropped = false)
+        bool needDropped = false, InferenceEngine engine = InferenceEngine.TorchSharp)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads(), device)
+        if (File.Exists(path) && Load(path) is { } cached && cached.IsFor(config, resolution, batch, get_num_threads(), device, engine)
             && (cached.HasDroppedForms || !needDropped))
         {
             measured = false;
@@ -252,7 +316,7 @@ public sealed record BlockLatencyTable
             throw new IOException(
                 $"cannot cache the latency table in '{folder}': {AtomicFile.Reason(e)}; give another --latency-table, or set UPDP_CACHE to a folder that can be written", e);
         }
-        var table = Measure(config, resolution, batch, runs: runs, device: device);
+        var table = Measure(config, resolution, batch, runs: runs, device: device, engine: engine);
         Save(table, path);
         measured = true;
         return table;
@@ -290,15 +354,16 @@ public sealed record BlockLatencyTable
     /// <summary>
     /// Where tables are cached: <c>$UPDP_CACHE/latency</c>, else <c>$XDG_CACHE_HOME/updp/latency</c>, else
     /// <c>~/.cache/updp/latency</c>; one file per model configuration, resolution, batch and thread count
-    /// (and device, other than the CPU).
+    /// (and device, other than the CPU, and engine, other than TorchSharp: <c>-onnxruntime</c>).
     /// </summary>
-    public static string DefaultPath(ModelConfig config, int resolution, int batch, Device? device = null)
+    public static string DefaultPath(ModelConfig config, int resolution, int batch, Device? device = null, InferenceEngine engine = InferenceEngine.TorchSharp)
     {
         ArgumentNullException.ThrowIfNull(config);
         var root = CacheFolder.Root;
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(config))))[..10];
         var where = device is null || Devices.IsCpu(device) ? "" : "-" + Devices.Name(device).Replace(":", "", StringComparison.Ordinal);
-        return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}{where}.json");
+        var on = engine == InferenceEngine.TorchSharp ? "" : "-" + InferenceEngines.Name(engine);
+        return Path.Combine(root, "latency", $"{config.Name}-{hash}-r{resolution}-b{batch}-t{get_num_threads()}{where}{on}.json");
     }
 
     /// <summary>Host name, CPU model and logical cores.</summary>

@@ -15,6 +15,26 @@ public enum InferenceEngine
     OnnxRuntime,
 }
 
+/// <summary>The names of the engines on command lines and in files: <c>torchsharp</c> and <c>onnxruntime</c>.</summary>
+public static class InferenceEngines
+{
+    /// <summary><c>torchsharp</c> or <c>onnxruntime</c>.</summary>
+    public static string Name(InferenceEngine engine) => engine switch
+    {
+        InferenceEngine.TorchSharp => "torchsharp",
+        InferenceEngine.OnnxRuntime => "onnxruntime",
+        _ => throw new ArgumentOutOfRangeException(nameof(engine), engine, null),
+    };
+
+    /// <summary>The engine named <paramref name="name"/> (<see cref="Name"/>, any case; <c>ort</c> for ONNX Runtime), or null.</summary>
+    public static InferenceEngine? Parse(string? name) => name?.Trim().ToLowerInvariant() switch
+    {
+        "torchsharp" => InferenceEngine.TorchSharp,
+        "onnxruntime" or "ort" => InferenceEngine.OnnxRuntime,
+        _ => null,
+    };
+}
+
 /// <summary>One model of a comparison; the first one of a comparison is the reference for speed-ups.</summary>
 /// <param name="Variant">What the rows call it, e.g. <c>original</c> or <c>merged</c>.</param>
 public sealed record BenchModel(string Variant, ImageClassifier Model);

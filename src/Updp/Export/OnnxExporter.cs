@@ -55,6 +55,9 @@ public static class OnnxExporter
 
     public const string OutputName = "logits";
 
+    /// <summary>The output of a module exported on its own (<see cref="BuildModule"/>).</summary>
+    public const string ModuleOutputName = "output";
+
     /// <summary>The ONNX model of <paramref name="model"/> for <paramref name="inputSize"/>² inputs.</summary>
     /// <exception cref="NotSupportedException">A module has no registered emitter (the message names it).</exception>
     public static ModelProto Build(ImageClassifier model, int inputSize, int opset = DefaultOpset)
@@ -139,8 +142,104 @@ public static class OnnxExporter
     /// <exception cref="OnnxVerificationException">They differ by more (or produce NaN).</exception>
     public static OnnxParity Check(OnnxRuntimeModel session, ImageClassifier model, IReadOnlyList<Tensor> inputs)
     {
-        ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(model);
+        return Check(session, (nn.Module<Tensor, Tensor>)model, inputs);
+    }
+
+    /// <summary>
+    /// The ONNX model of one module on its own, a block of a model say (<see cref="BuildModule"/>'s
+    /// use: timing a block in ONNX Runtime, docs/METHOD.md#latency-budget): input <c>input</c> of
+    /// <paramref name="inputShape"/>, output <c>output</c> of <paramref name="outputShape"/>, both with
+    /// a symbolic first (batch) dimension. The module's registered emitter writes it, as it would
+    /// inside the whole model, and its parameters keep their names below <paramref name="path"/>
+    /// (<c>stages.1.blocks.0</c>). A module that emits no node (a dropped block that is the identity)
+    /// gets one Identity node, since a graph output cannot be its input.
+    /// </summary>
+    /// <param name="imageSize">The side of the images the model the module belongs to is built for (<see cref="OnnxEmitContext.InputSize"/>).</param>
+    /// <exception cref="MissingOnnxEmitterException">A module has no registered emitter (the message names it).</exception>
+    public static ModelProto BuildModule(nn.Module module, string path, long[] inputShape, long[] outputShape, int imageSize, int opset = DefaultOpset)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(inputShape);
+        ArgumentNullException.ThrowIfNull(outputShape);
+        ArgumentOutOfRangeException.ThrowIfLessThan(imageSize, 1);
+        if (inputShape.Length == 0 || outputShape.Length == 0)
+        {
+            throw new ArgumentException("a module's input and output need a batch dimension");
+        }
+        if (opset is < MinOpset or > MaxOpset)
+        {
+            throw new ArgumentException($"opset {opset} is not supported: expected {MinOpset}–{MaxOpset}", nameof(opset));
+        }
+        var wasTraining = module.training;
+        module.eval();
+        try
+        {
+            using var _ = no_grad();
+            var g = new OnnxGraphBuilder(opset, path.Length == 0 ? module.GetType().Name : path);
+            g.Input(InputName, [null, .. inputShape.Skip(1).Select(d => (long?)d)], "batch");
+            var output = new OnnxEmitContext(g, imageSize).Emit(module, path, InputName);
+            if (output == InputName)
+            {
+                g.Node("Identity", ModuleOutputName, [InputName]);
+            }
+            else
+            {
+                Rename(g.Graph, output, ModuleOutputName);
+            }
+            g.Output(ModuleOutputName, [null, .. outputShape.Skip(1).Select(d => (long?)d)], "batch");
+            var proto = new ModelProto
+            {
+                IrVersion = IrVersion(opset),
+                ProducerName = "updp",
+                ProducerVersion = typeof(OnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "",
+                Graph = g.Graph,
+                DocString = $"{(path.Length == 0 ? module.GetType().Name : path)} ({module.GetType().Name}) exported by updp in eval mode",
+            };
+            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+            return proto;
+        }
+        finally
+        {
+            module.train(wasTraining);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="BuildModule"/> for <paramref name="example"/>'s shape, serialised and checked in ONNX
+    /// Runtime against the module (eval mode, on its device) on <paramref name="example"/>, as
+    /// <see cref="Export"/> checks a model.
+    /// </summary>
+    /// <exception cref="OnnxVerificationException">The outputs differ by more than the tolerance.</exception>
+    public static (byte[] Model, OnnxParity Parity) ExportModuleToMemory(nn.Module<Tensor, Tensor> module, string path, Tensor example, int imageSize,
+        int opset = DefaultOpset, int? threads = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(example);
+        long[] outputShape;
+        var wasTraining = module.training;
+        module.eval();
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            outputShape = module.call(example.OnDevice(Devices.Of(module))).shape;
+        }
+        finally
+        {
+            module.train(wasTraining);
+        }
+        var bytes = BuildModule(module, path, example.shape, outputShape, imageSize, opset).ToByteArray();
+        using var session = OnnxRuntimeModel.Load(bytes, threads ?? get_num_threads());
+        return (bytes, Check(session, module, [example]));
+    }
+
+    // The comparison behind both Check overloads, for any module with one tensor in and one out.
+    private static OnnxParity Check(OnnxRuntimeModel session, nn.Module<Tensor, Tensor> model, IReadOnlyList<Tensor> inputs)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(inputs);
         if (inputs.Count == 0)
         {
             throw new ArgumentException("the ONNX check needs at least one input batch", nameof(inputs));

@@ -158,4 +158,37 @@ public class BlockLatencyTableTests
         Assert.DoesNotContain("cuda", cpuPath, StringComparison.Ordinal);
         Assert.EndsWith("-cuda1.json", BlockLatencyTable.DefaultPath(config, 32, 1, Devices.Parse("cuda:1")), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void AnOnnxRuntimeTableTimesEachBlockExportedOnItsOwnAndIsCachedApart()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("cache/atto-ort.json");
+        var config = ModelConfig.SmallInput("convnext_atto") with { StemStride = 4 };
+
+        var table = BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 1, out var measured, runs: 2, engine: InferenceEngine.OnnxRuntime);
+
+        Assert.True(measured);
+        Assert.Equal("onnxruntime", table.Engine);
+        Assert.Equal("cpu", table.Device);
+        Assert.True(table.HasDroppedForms);
+        Assert.Equal(12, table.Blocks.Count);
+        // Every ConvNeXt block keeps its shape, so each has a dropped form; all times are real ones.
+        Assert.All(table.Blocks, b => Assert.True(b.OriginalMs > 0 && b.MergedMs > 0 && b.DroppedMs > 0, $"block {b.Index}"));
+        Assert.True(table.ModelMs > 0 && table.AllMergedMs > 0);
+        Assert.True(table.IsFor(config, 32, 1, table.Threads, engine: InferenceEngine.OnnxRuntime));
+        Assert.False(table.IsFor(config, 32, 1, table.Threads));
+        Assert.Contains("\"engine\": \"onnxruntime\"", File.ReadAllText(path), StringComparison.Ordinal);
+
+        BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 1, out measured, runs: 2, engine: InferenceEngine.OnnxRuntime);
+        Assert.False(measured);
+        // The same file asked for TorchSharp is measured again, in TorchSharp.
+        var torch = BlockLatencyTable.LoadOrMeasure(path, config, 32, batch: 1, out measured, runs: 2);
+        Assert.True(measured);
+        Assert.Equal("torchsharp", torch.Engine);
+
+        // ONNX Runtime runs on the CPU here.
+        Assert.Contains("ONNX Runtime", Assert.Throws<ArgumentException>(() =>
+            BlockLatencyTable.Measure(config, 32, 1, runs: 1, device: Devices.Parse("cuda:0"), engine: InferenceEngine.OnnxRuntime)).Message);
+    }
 }

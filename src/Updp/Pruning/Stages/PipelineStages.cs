@@ -124,6 +124,7 @@ internal sealed class SearchStage(PruneOptions options, string supernet, IReadOn
             Strategy = options.Search,
             ValidationLimit = options.SearchValidationLimit,
             Latency = latency,
+            LatencyChecks = options.LatencyChecks,
         }, StageProgress.Search(progress), cancellation);
         RunDirectory.WriteJson(PrunePipeline.SearchFile(runDir), result);
         return result;

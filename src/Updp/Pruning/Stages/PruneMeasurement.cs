@@ -37,6 +37,11 @@ public static class PruneMeasurement
         var t = new Timings(LatencyComparison.Run([new("baseline", baseline), new("merged", mergedModel)],
             engines, inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns));
         (InferenceEngine torch, InferenceEngine ort) = (InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime);
+        // A mixed model's dropped blocks are predicted dropped; the other methods' blocks as merged, as their search predicted them.
+        var predicted = finetune.Forms is null
+            ? latency?.Table.Predict(finetune.Blocks)
+            : latency?.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped);
+        var (measuredBaseline, measured) = latency is null ? (null, null) : MeasuredAtBudget(latency, baseline, mergedModel, onnx is not null, t, inputSize, options);
         return new PruneMetrics
         {
             Model = baseline.Config.Name,
@@ -72,13 +77,40 @@ public static class PruneMeasurement
             OnnxSpeedupB32 = t.Speedup(ort, 32),
             LatencyBudgetMs = latency?.BudgetMs,
             LatencyBatch = latency?.Table.Batch,
-            // A mixed model's dropped blocks are predicted dropped; the other methods' blocks as merged, as their search predicted them.
-            PredictedLatencyMs = finetune.Forms is null
-                ? latency?.Table.Predict(finetune.Blocks)
-                : latency?.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped),
-            MeasuredLatencyMs = latency is null ? null
-                : TorchSharpBenchmark.InferencePair(baseline, mergedModel, latency.Table.Batch, inputSize, options.LatencyWarmup, options.LatencyRuns).B.MedianMs,
+            LatencyRequested = latency?.Limit?.ToString(),
+            LatencyEngine = latency?.Table.Engine,
+            PredictedLatencyMs = predicted,
+            MeasuredLatencyMs = measured,
+            MeasuredBaselineLatencyMs = measuredBaseline,
+            LatencyModelMs = latency?.Table.ModelMs,
+            LatencyErrorPct = predicted is double p && measured is double m ? 100 * (p - m) / m : null,
+            LatencyChecks = search.Latency?.Checks,
+            LatencyMeanAbsErrorPct = search.Latency?.MeanAbsErrorPct,
         };
+    }
+
+    // The unpruned and the fine-tuned merged model at the budget's batch on the budget's engine, timed
+    // in turns: ONNX Runtime's batch-1 and batch-32 times are those just measured; nulls where the
+    // model has no ONNX form to time.
+    private static (double? BaselineMs, double? MergedMs) MeasuredAtBudget(LatencyBudget latency, ImageClassifier baseline, ImageClassifier merged, bool exported,
+        Timings t, int inputSize, PruneOptions options)
+    {
+        var batch = latency.Table.Batch;
+        if (latency.Engine == InferenceEngine.TorchSharp)
+        {
+            var (a, b) = TorchSharpBenchmark.InferencePair(baseline, merged, batch, inputSize, options.LatencyWarmup, options.LatencyRuns);
+            return (a.MedianMs, b.MedianMs);
+        }
+        if (!exported)
+        {
+            return (null, null);
+        }
+        if (batch is 1 or 32)
+        {
+            return (t.Ms(InferenceEngine.OnnxRuntime, "baseline", batch), t.Ms(InferenceEngine.OnnxRuntime, "merged", batch));
+        }
+        var ms = BlockLatencyTable.TimeModels([baseline, merged], InferenceEngine.OnnxRuntime, batch, inputSize, options.LatencyWarmup, options.LatencyRuns);
+        return (ms[0], ms[1]);
     }
 
     // model.onnx next to the merged checkpoint, checked in ONNX Runtime on test images; or why a model cannot be exported.
@@ -105,6 +137,43 @@ public static class PruneMeasurement
 
         public double Speedup(InferenceEngine engine, int batch) =>
             timings.SingleOrDefault(t => t.Engine == engine && t.Variant == "merged" && t.Batch == batch)?.Speedup ?? double.NaN;
+    }
+
+    // The budget, the prediction for the fine-tuned model and the search's check of the prediction (docs/METHOD.md#latency-budget).
+    private static void RenderLatencyBudget(StringBuilder s, PruneMetrics m, double budget)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var engine = m.LatencyEngine == "onnxruntime" ? "ONNX Runtime" : "TorchSharp";
+        var requested = m.LatencyRequested is { } r && r.EndsWith('%') ? $" ({r} of the unpruned model's)" : "";
+        var error = m.LatencyErrorPct is double e ? string.Create(c, $" (prediction error {e:+0.0;-0.0}%)") : "";
+        var verdict = m.MeasuredLatencyMs is double measured
+            ? measured <= budget ? "within the budget" : string.Create(c, $"{100 * (measured - budget) / budget:F1}% over the budget")
+            : "not measured: the model has no ONNX form";
+        // The machine's speed drifts between the table and this run; the unpruned model timed with the merged one shows by how much.
+        var relative = m.MeasuredLatencyMs is double merged && m.MeasuredBaselineLatencyMs is double unpruned
+            ? string.Create(c, $" The unpruned model, timed with it, measured {unpruned:F2} ms ({m.LatencyModelMs:F2} ms in the table): the merged model takes {100 * merged / unpruned:F1}% of its time.")
+            : "";
+        s.AppendLine(c, $"Latency budget {budget:G4} ms{requested} at batch {m.LatencyBatch} in {engine}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
+            $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms{error}, {verdict}.{relative}");
+        s.AppendLine();
+        if (m.LatencyChecks is not { Count: > 0 } checks)
+        {
+            return;
+        }
+        var which = checks.Count == 1
+            ? "the chosen candidate (the only one checked: no other was scored, or --latency-checks 0), built and timed whole"
+            : $"the chosen candidate and {checks.Count - 1} drawn at random among the scored ones, each built and timed whole";
+        s.AppendLine(c, $"The prediction checked in the search: {which} in {engine} (random weights) with the unpruned model; " +
+            $"mean absolute error {m.LatencyMeanAbsErrorPct:F1}%.");
+        s.AppendLine();
+        s.AppendLine("| candidate | blocks | predicted (ms) | measured (ms) | error |");
+        s.AppendLine("|---|---|---:|---:|---:|");
+        foreach (var check in checks)
+        {
+            var blocks = string.Join(", ", check.Blocks.Select(b => check.Forms?.GetValueOrDefault(b) == BlockAssignment.DropForm ? $"{b} (drop)" : $"{b}"));
+            s.AppendLine(c, $"| {(check.Chosen ? "chosen" : "random")} | {blocks} | {check.PredictedMs:F2} | {check.MeasuredMs:F2} | {check.ErrorPct:+0.0;-0.0}% |");
+        }
+        s.AppendLine();
     }
 
     /// <summary>The short Markdown report: baseline against merged model.</summary>
@@ -145,9 +214,7 @@ public static class PruneMeasurement
         s.AppendLine();
         if (m.LatencyBudgetMs is double budget)
         {
-            s.AppendLine(c, $"Latency budget {budget:G4} ms at batch {m.LatencyBatch}: the subset was predicted at {m.PredictedLatencyMs:F2} ms " +
-                $"by the per-block latency table; the merged model measured {m.MeasuredLatencyMs:F2} ms.");
-            s.AppendLine();
+            RenderLatencyBudget(s, m, budget);
         }
         var where = m.Device == "cpu" ? "CPU" : $"TorchSharp on {m.Device}, ONNX Runtime on the CPU";
         s.AppendLine(c, $"Speed-up {m.Speedup:F2}× at batch 1, {m.SpeedupB32:F2}× at batch 32 in TorchSharp; {m.OnnxSpeedup:F2}× and {m.OnnxSpeedupB32:F2}× in ONNX Runtime " +

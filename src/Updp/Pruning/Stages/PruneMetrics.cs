@@ -68,11 +68,39 @@ public sealed record PruneMetrics
 
     public int? LatencyBatch { get; init; }
 
+    /// <summary>The budget as asked for (<c>70%</c>, <c>12.5 ms</c>); null without one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? LatencyRequested { get; init; }
+
+    /// <summary>The engine of the latency table and of <see cref="MeasuredLatencyMs"/> (<c>torchsharp</c> or <c>onnxruntime</c>); null without a budget.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? LatencyEngine { get; init; }
+
     /// <summary>The merged subset's latency predicted by the per-block table.</summary>
     public double? PredictedLatencyMs { get; init; }
 
-    /// <summary>The fine-tuned merged model, timed at <see cref="LatencyBatch"/> alternately with the baseline.</summary>
+    /// <summary>The fine-tuned merged model, timed at <see cref="LatencyBatch"/> on <see cref="LatencyEngine"/> alternately with the baseline.</summary>
     public double? MeasuredLatencyMs { get; init; }
+
+    /// <summary>The unpruned model, timed in turns with <see cref="MeasuredLatencyMs"/>: the machine's speed now, against <see cref="LatencyModelMs"/> in the table.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? MeasuredBaselineLatencyMs { get; init; }
+
+    /// <summary>The unpruned model's time in the latency table, which a percentage budget is of.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? LatencyModelMs { get; init; }
+
+    /// <summary>(<see cref="PredictedLatencyMs"/> − <see cref="MeasuredLatencyMs"/>) / <see cref="MeasuredLatencyMs"/>, in percent.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? LatencyErrorPct { get; init; }
+
+    /// <summary>The search's check of the prediction (<see cref="LatencyReport.Checks"/>): its choice and a few random candidates, predicted against measured.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<LatencyCheck>? LatencyChecks { get; init; }
+
+    /// <summary>The mean absolute error of those checks, in percent (<see cref="LatencyReport.MeanAbsErrorPct"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public double? LatencyMeanAbsErrorPct { get; init; }
 
     /// <summary>max |Δ| / max(1, max |y|) of <c>model.onnx</c> in ONNX Runtime against the merged model in TorchSharp, on test images.</summary>
     public double OnnxRelativeDiff { get; init; }

@@ -23,19 +23,30 @@ public sealed record PruneOptions
     /// <summary>The run directory; see <see cref="PrunePipeline"/> for its layout.</summary>
     public required string OutDir { get; init; }
 
-    /// <summary>K: how many blocks the pruned model loses; 0 with <see cref="LatencyBudgetMs"/>: the fewest that can fit it.</summary>
+    /// <summary>K: how many blocks the pruned model loses; 0 with <see cref="LatencyLimit"/>: the fewest that can fit it.</summary>
     public required int Blocks { get; init; }
 
     /// <summary>
-    /// A latency budget (ms per batch of <see cref="LatencyBatch"/>): the search scores only subsets
-    /// predicted to fit it by this machine's per-block latency table; the merged model is timed again.
+    /// A latency budget (ms per batch of <see cref="LatencyBatch"/>, or a percentage of the unpruned
+    /// model's measured time): the search scores only subsets predicted to fit it by this machine's
+    /// per-block latency table on <see cref="LatencyEngine"/>; the chosen model and a few others are
+    /// timed whole to check the prediction, and the merged model is timed again.
     /// </summary>
-    public double? LatencyBudgetMs { get; init; }
+    public LatencyLimit? LatencyLimit { get; init; }
 
     public int LatencyBatch { get; init; } = 1;
 
     /// <summary>The per-block latency table file; null for <see cref="Benchmarks.BlockLatencyTable.DefaultPath"/>.</summary>
     public string? LatencyTable { get; init; }
+
+    /// <summary>
+    /// The engine the latency budget is for: the table, the prediction's check and the merged model's
+    /// time; by default ONNX Runtime, which runs the exported <c>model.onnx</c> (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public InferenceEngine LatencyEngine { get; init; } = InferenceEngine.OnnxRuntime;
+
+    /// <summary>How many scored candidates besides the chosen one are timed whole to check the prediction (<see cref="SearchOptions.LatencyChecks"/>).</summary>
+    public int LatencyChecks { get; init; } = SearchOptions.DefaultLatencyChecks;
 
     /// <summary>
     /// How stage 3 prunes the chosen blocks; <see cref="FinetuneMethod.Mixed"/> also trains the
@@ -179,12 +190,13 @@ public static class PrunePipeline
         // Held until the report is written: a second process would skip or redo this one's stages.
         using var run = PruneRun.Open(options, context, candidates);
         LatencyBudget? latency = null;
-        if (options.LatencyBudgetMs is double budgetMs)
+        if (options.LatencyLimit is { } limit)
         {
-            latency = LatencyBudget.Create(context.Model.Config, context.Data.Preprocessing.InputSize, budgetMs, options.LatencyBatch, options.LatencyTable, out var measured,
-                options.Settings.Device, options.Space);
+            latency = LatencyBudget.Create(context.Model.Config, context.Data.Preprocessing.InputSize, limit, options.LatencyBatch, options.LatencyTable, out var measured,
+                options.Settings.Device, options.Space, options.LatencyEngine);
             progress?.Report(new PruneProgress(PruneStage.Search, PruneEvent.Started,
-                $"{(measured ? "measured" : "reused")} the latency table {latency.TablePath}: unpruned {latency.Table.ModelMs:F2} ms at batch {options.LatencyBatch}"));
+                $"{(measured ? "measured" : "reused")} the {latency.Table.Engine} latency table {latency.TablePath}: unpruned {latency.Table.ModelMs:F2} ms at batch {options.LatencyBatch}, " +
+                $"budget {latency.BudgetMs:F2} ms{(limit.IsPercent ? $" ({limit})" : "")}"));
             if (options.Blocks == 0)
             {
                 options = options with { Blocks = latency.FewestBlocks(candidates, options.Space) };
@@ -238,7 +250,7 @@ public static class PrunePipeline
         {
             throw new ArgumentException($"method drop: candidate {BlockPruning.Describe(model.Blocks[c.Index])} cannot be dropped: {reason}");
         }
-        if ((options.Blocks < 1 && !(options.Blocks == 0 && options.LatencyBudgetMs is not null)) || options.Blocks > candidates.Length)
+        if ((options.Blocks < 1 && !(options.Blocks == 0 && options.LatencyLimit is not null)) || options.Blocks > candidates.Length)
         {
             throw new ArgumentException(
                 $"K = {options.Blocks} blocks to prune: expected 1–{candidates.Length}, the number of candidate blocks of '{options.Checkpoint}'");
@@ -269,6 +281,7 @@ public static class PrunePipeline
             }
         }
         ArgumentOutOfRangeException.ThrowIfNegative(options.MergeCheckImages, nameof(options.MergeCheckImages));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.LatencyChecks, nameof(options.LatencyChecks));
         _ = context.Meta?.Preprocessing?.InputSize
             ?? throw new ArgumentException($"'{options.Checkpoint}' has no preprocessing in its sidecar; the pipeline needs a checkpoint written by `updp train`");
         return candidates;

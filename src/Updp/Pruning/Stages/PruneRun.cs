@@ -1,4 +1,5 @@
 using System.Globalization;
+using Updp.Benchmarks;
 using Updp.Training;
 
 namespace Updp.Pruning;
@@ -143,8 +144,9 @@ internal sealed class PruneRun : IDisposable
             ["crop_padding"] = s.CropPadding.ToString(c),
             ["flip"] = s.HorizontalFlip ? "yes" : "no",
             ["blocks"] = options.Blocks == 0 ? "the fewest that fit the latency budget" : options.Blocks.ToString(c),
-            ["latency_budget"] = options.LatencyBudgetMs is double budget
-                ? string.Create(c, $"{budget:R} ms at batch {options.LatencyBatch}, table {(options.LatencyTable is { } table ? Path.GetFullPath(table) : "default")}")
+            ["latency_budget"] = options.LatencyLimit is { } budget
+                ? string.Create(c, $"{budget} at batch {options.LatencyBatch} in {InferenceEngines.Name(options.LatencyEngine)}, " +
+                    $"table {(options.LatencyTable is { } table ? Path.GetFullPath(table) : "default")}, {options.LatencyChecks} random candidates checked")
                 : "none",
             ["candidates"] = string.Join(",", candidates),
             ["method"] = options.Method.ToString().ToLowerInvariant(),

@@ -76,6 +76,15 @@ public sealed record SearchOptions
     /// <summary>A latency budget: only subsets predicted to fit are scored; the best is measured again.</summary>
     public LatencyBudget? Latency { get; init; }
 
+    /// <summary>
+    /// With <see cref="Latency"/>: how many scored candidates besides the best, drawn at random, are
+    /// also built and timed whole to check the table's prediction (docs/METHOD.md#latency-budget).
+    /// </summary>
+    public int LatencyChecks { get; init; } = DefaultLatencyChecks;
+
+    /// <summary>The default of <see cref="LatencyChecks"/>: a few, each costs one model built, exported (ONNX Runtime) and timed.</summary>
+    public const int DefaultLatencyChecks = 3;
+
     public SearchStrategy Strategy { get; init; } = new();
 
     /// <summary>Score on the first N validation images only (faster, noisier); null for the whole split.</summary>
@@ -141,7 +150,10 @@ public sealed record SearchResult
 
     public bool Constrained { get; init; }
 
-    /// <summary>The latency budget, the best subset's predicted and re-measured latency; null without a budget.</summary>
+    /// <summary>
+    /// The latency budget, the best subset's predicted and re-measured latency, and the prediction
+    /// checked on a few more candidates; null without a budget.
+    /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public LatencyReport? Latency { get; init; }
 
@@ -201,6 +213,7 @@ public static class SubnetSearch
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(options);
         options.Strategy.Validate();
+        ArgumentOutOfRangeException.ThrowIfNegative(options.LatencyChecks, nameof(options.LatencyChecks));
         var clock = Stopwatch.StartNew();
         var (model, candidates) = Supernet(context, options);
         using var _ = model;
@@ -231,7 +244,8 @@ public static class SubnetSearch
                     ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
                     : options.Feasible;
                 var subsets = Explore(candidates, options.Blocks, options.Strategy,
-                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible);
+                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible,
+                    options.Latency?.Fastest(candidates, options.Blocks, []).Merged);
                 exploration = new AssignmentExploration(subsets.Method, subsets.Subsets,
                     [.. subsets.Scored.Select(s => (BlockAssignment.MergeOnly(s.Blocks), s.Score))]);
                 constrained = feasible is not null;
@@ -247,7 +261,8 @@ public static class SubnetSearch
                 try
                 {
                     exploration = ExploreAssignments(candidates, droppable, options.Blocks, options.Strategy,
-                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible);
+                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible,
+                        options.Latency?.Fastest(candidates, options.Blocks, droppable));
                 }
                 finally
                 {
@@ -272,7 +287,7 @@ public static class SubnetSearch
                 Subsets = exploration.Assignments,
                 Scored = ranked.Count,
                 Constrained = constrained,
-                Latency = options.Latency is { } budget ? Remeasure(budget, ranked[0]) : null,
+                Latency = options.Latency?.Check(ranked[0].Assignment, [.. ranked.Select(c => c.Assignment)], options.LatencyChecks, options.Strategy.Seed),
                 CalibrationBatches = calibration.Count,
                 CalibrationBatchSize = context.Settings.CalibrationBatchSize,
                 ValidationImages = validation.Count,
@@ -371,14 +386,6 @@ public static class SubnetSearch
             .ThenBy(c => c.Assignment.Dropped, SubsetOrder.Instance)
             .ToList();
 
-    // The best subset's merged model timed again against the unpruned one, next to the table's prediction.
-    private static LatencyReport Remeasure(LatencyBudget budget, SearchCandidate best)
-    {
-        var (baselineMs, mergedMs) = budget.Remeasure(best.Assignment);
-        return new LatencyReport(budget.BudgetMs, budget.Table.Batch, budget.Table.Resolution, budget.Table.Threads, budget.TablePath,
-            budget.Table.ModelMs, best.LatencyMs!.Value, mergedMs, baselineMs, budget.Table.Blocks);
-    }
-
     /// <summary>
     /// The score of one subset: every block of <paramref name="candidates"/> goes to its progressive
     /// form, at λ=1 if it is in <paramref name="subset"/> and λ=0 otherwise; every batch norm the
@@ -434,9 +441,14 @@ public static class SubnetSearch
     /// scoring each feasible subset at most once (higher is better). Subsets are passed to
     /// <paramref name="score"/> and <paramref name="feasible"/> in ascending block order.
     /// </summary>
+    /// <param name="start">
+    /// A subset the evolutionary search also scores when its random draws find fewer feasible ones
+    /// than a population (the fastest one under a tight latency budget, whose few feasible subsets
+    /// random draws rarely hit; docs/METHOD.md#latency-budget).
+    /// </param>
     /// <exception cref="InvalidOperationException">No feasible subset was found.</exception>
     public static Exploration Explore(IReadOnlyList<int> candidates, int k, SearchStrategy strategy,
-        Func<IReadOnlyList<int>, double> score, Func<IReadOnlyList<int>, bool>? feasible = null)
+        Func<IReadOnlyList<int>, double> score, Func<IReadOnlyList<int>, bool>? feasible = null, IReadOnlyList<int>? start = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         ArgumentNullException.ThrowIfNull(strategy);
@@ -481,7 +493,8 @@ public static class SubnetSearch
             random => Sample(pool, k, random),
             (parent, random) => Mutate(parent, pool, random),
             (x, y, random) => Crossover(x, y, k, random),
-            SubsetOrder.Instance), subset => TryScore(subset, out var value) ? value : null, $"subset of {k} blocks");
+            SubsetOrder.Instance), subset => TryScore(subset, out var value) ? value : null, $"subset of {k} blocks",
+            start is null ? null : [.. start.Order()]);
         return new Exploration("evolutionary", subsets, scored);
     }
 
@@ -500,9 +513,10 @@ public static class SubnetSearch
     /// its K blocks in the form a parent gave it (a coin decides where the parents disagree). Each
     /// feasible assignment is scored at most once; everything random follows the strategy's seed.
     /// </summary>
+    /// <param name="start">An assignment scored too when random draws find too few feasible ones (<see cref="Explore"/>).</param>
     /// <exception cref="InvalidOperationException">No feasible assignment was found.</exception>
     public static AssignmentExploration ExploreAssignments(IReadOnlyList<int> candidates, IReadOnlyCollection<int> droppable, int k, SearchStrategy strategy,
-        Func<BlockAssignment, double> score, Func<BlockAssignment, bool>? feasible = null)
+        Func<BlockAssignment, double> score, Func<BlockAssignment, bool>? feasible = null, BlockAssignment? start = null)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         ArgumentNullException.ThrowIfNull(droppable);
@@ -557,7 +571,7 @@ public static class SubnetSearch
             random => WithRandomForms(Sample(pool, k, random), canDrop, random),
             (parent, random) => MutateAssignment(parent, pool, canDrop, random),
             (x, y, random) => CrossoverAssignments(x, y, k, random),
-            AssignmentOrder.Instance), TryScore, $"assignment of {k} blocks");
+            AssignmentOrder.Instance), TryScore, $"assignment of {k} blocks", start);
         return new AssignmentExploration("evolutionary", assignments, scored);
     }
 
@@ -582,9 +596,11 @@ public static class SubnetSearch
     // How evolution makes new genomes (subsets, or assignments) and ranks them on equal scores.
     private sealed record Breeding<T>(Func<Random, T> Sample, Func<T, Random, T> Mutate, Func<T, T, Random, T> Crossover, IComparer<T> Order);
 
-    // The evolutionary part of SearchStrategy: a random initial population, then generations of
-    // children bred from the better half; tryScore returns null for a genome seen before or infeasible.
-    private static void Evolve<T>(SearchStrategy strategy, Breeding<T> breeding, Func<T, double?> tryScore, string what)
+    // The evolutionary part of SearchStrategy: a random initial population (with `start` too when the
+    // draws find less than a population), then generations of children bred from the better half;
+    // tryScore returns null for a genome seen before or infeasible.
+    private static void Evolve<T>(SearchStrategy strategy, Breeding<T> breeding, Func<T, double?> tryScore, string what, T? start = null)
+        where T : class
     {
         var random = new Random(strategy.Seed);
         // Attempts per phase before giving up on finding new feasible genomes.
@@ -597,6 +613,10 @@ public static class SubnetSearch
             {
                 population.Add((genome, value));
             }
+        }
+        if (population.Count < strategy.Population && start is not null && tryScore(start) is double startScore)
+        {
+            population.Add((start, startScore));
         }
         if (population.Count == 0)
         {
