@@ -37,12 +37,7 @@ public static class PruneMeasurement
         var t = new Timings(LatencyComparison.Run([new("baseline", baseline), new("merged", mergedModel)],
             engines, inputSize, [1, 32], options.LatencyWarmup, options.LatencyRuns));
         (InferenceEngine torch, InferenceEngine ort) = (InferenceEngine.TorchSharp, InferenceEngine.OnnxRuntime);
-        // A mixed model's dropped blocks are predicted dropped; the other methods' blocks as merged, as their search predicted them.
-        var predicted = finetune.Forms is null
-            ? latency?.Table.Predict(finetune.Blocks)
-            : latency?.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped);
-        var (measuredBaseline, measured) = latency is null ? (null, null) : MeasuredAtBudget(latency, baseline, mergedModel, onnx is not null, t, inputSize, options);
-        return new PruneMetrics
+        var metrics = new PruneMetrics
         {
             Model = baseline.Config.Name,
             Method = finetune.Method,
@@ -75,17 +70,32 @@ public static class PruneMeasurement
             OnnxLatencyMsB32 = t.Ms(ort, "merged", 32),
             OnnxSpeedup = t.Speedup(ort, 1),
             OnnxSpeedupB32 = t.Speedup(ort, 32),
-            LatencyBudgetMs = latency?.BudgetMs,
-            LatencyBatch = latency?.Table.Batch,
-            LatencyRequested = latency?.Limit?.ToString(),
-            LatencyEngine = latency?.Table.Engine,
+            LatencyChecks = search.Latency?.Checks,
+            LatencyMeanAbsErrorPct = search.Latency?.MeanAbsErrorPct,
+        };
+        return latency is null ? metrics : WithBudget(metrics, latency, finetune, baseline, mergedModel, onnx is not null, t, inputSize, options);
+    }
+
+    // The latency budget's fields: the merged model's predicted time set against its time measured on the budget's engine.
+    private static PruneMetrics WithBudget(PruneMetrics metrics, LatencyBudget latency, FinetuneResult finetune, ImageClassifier baseline, ImageClassifier merged,
+        bool exported, Timings t, int inputSize, PruneOptions options)
+    {
+        // A mixed model's dropped blocks are predicted dropped; the other methods' blocks as merged, as their search predicted them.
+        var predicted = finetune.Forms is null
+            ? latency.Table.Predict(finetune.Blocks)
+            : latency.Table.Predict(finetune.Assignment.Merged, finetune.Assignment.Dropped);
+        var (measuredBaseline, measured) = MeasuredAtBudget(latency, baseline, merged, exported, t, inputSize, options);
+        return metrics with
+        {
+            LatencyBudgetMs = latency.BudgetMs,
+            LatencyBatch = latency.Table.Batch,
+            LatencyRequested = latency.Limit?.ToString(),
+            LatencyEngine = latency.Table.Engine,
             PredictedLatencyMs = predicted,
             MeasuredLatencyMs = measured,
             MeasuredBaselineLatencyMs = measuredBaseline,
-            LatencyModelMs = latency?.Table.ModelMs,
-            LatencyErrorPct = predicted is double p && measured is double m ? 100 * (p - m) / m : null,
-            LatencyChecks = search.Latency?.Checks,
-            LatencyMeanAbsErrorPct = search.Latency?.MeanAbsErrorPct,
+            LatencyModelMs = latency.Table.ModelMs,
+            LatencyErrorPct = measured is double m ? 100 * (predicted - m) / m : null,
         };
     }
 

@@ -218,11 +218,7 @@ public static class SubnetSearch
         var (model, candidates) = Supernet(context, options);
         using var _ = model;
         var data = context.Data;
-        var validation = options.ValidationLimit is int limit ? data.Splits.Validation.Take(limit) : data.Splits.Validation;
-        if (validation.Count == 0)
-        {
-            throw new ArgumentException("the search needs validation images; the validation split is empty");
-        }
+        var validation = Validation(data, options);
         // Another process's search.json cannot replace this one's, nor land in a run directory in use.
         using var runLock = options.OutDir is { } dir ? RunLock.Acquire(dir, "updp search") : null;
         var inputSize = data.Preprocessing.InputSize;
@@ -236,40 +232,7 @@ public static class SubnetSearch
             .Select(b => (Images: b.Images.DetachFromDisposeScope(), Labels: b.Labels.DetachFromDisposeScope())).ToList();
         try
         {
-            AssignmentExploration exploration;
-            bool constrained;
-            if (!mixed)
-            {
-                var feasible = options.Latency is { } latency
-                    ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
-                    : options.Feasible;
-                var subsets = Explore(candidates, options.Blocks, options.Strategy,
-                    Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible,
-                    options.Latency?.Fastest(candidates, options.Blocks, []).Merged);
-                exploration = new AssignmentExploration(subsets.Method, subsets.Subsets,
-                    [.. subsets.Scored.Select(s => (BlockAssignment.MergeOnly(s.Blocks), s.Score))]);
-                constrained = feasible is not null;
-            }
-            else
-            {
-                Func<BlockAssignment, bool>? feasible = (options.Feasible, options.Latency) switch
-                {
-                    (null, null) => null,
-                    (var given, var latency) => a => (given?.Invoke(a.Blocks) ?? true) && (latency?.Fits(a) ?? true),
-                };
-                var forms = new AssignmentForms(model, candidates, droppable);
-                try
-                {
-                    exploration = ExploreAssignments(candidates, droppable, options.Blocks, options.Strategy,
-                        MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible,
-                        options.Latency?.Fastest(candidates, options.Blocks, droppable));
-                }
-                finally
-                {
-                    forms.Restore();
-                }
-                constrained = feasible is not null;
-            }
+            var (exploration, constrained) = ExploreSpace(model, candidates, droppable, options, calibration, valBatches, progress, cancellation);
             var ranked = RankCandidates(exploration, costs, options.Latency, mixed);
             // The reference point of the search's figure: what pruning nothing scores on the same footing.
             // No block is swapped out after a mixed exploration, so the empty subset is the empty assignment too.
@@ -307,6 +270,51 @@ public static class SubnetSearch
         finally
         {
             StageData.DisposeAll(valBatches.SelectMany(b => new[] { b.Images, b.Labels }));
+        }
+    }
+
+    // The validation images the candidates are scored on (--val-limit of them, if given).
+    private static Data.ImageDataset Validation(RunData data, SearchOptions options)
+    {
+        var validation = options.ValidationLimit is int limit ? data.Splits.Validation.Take(limit) : data.Splits.Validation;
+        return validation.Count > 0 ? validation : throw new ArgumentException("the search needs validation images; the validation split is empty");
+    }
+
+    // Scores candidates in the search space: K-block subsets to merge, or with the mixed space assignments that also drop.
+    // Returns whether a constraint (a latency budget, a feasibility test) limited them.
+    private static (AssignmentExploration Exploration, bool Constrained) ExploreSpace(ImageClassifier model, int[] candidates, int[] droppable,
+        SearchOptions options, IReadOnlyList<Tensor> calibration, List<(Tensor Images, Tensor Labels)> valBatches,
+        IProgress<SearchProgress>? progress, CancellationToken cancellation)
+    {
+        if (options.Space != SearchSpace.Mixed)
+        {
+            var feasible = options.Latency is { } latency
+                ? (options.Feasible is { } given ? s => given(s) && latency.Fits(s) : latency.Fits)
+                : options.Feasible;
+            var subsets = Explore(candidates, options.Blocks, options.Strategy,
+                Scorer(model, candidates, options, calibration, valBatches, progress, cancellation), feasible,
+                options.Latency?.Fastest(candidates, options.Blocks, []).Merged);
+            return (new AssignmentExploration(subsets.Method, subsets.Subsets,
+                [.. subsets.Scored.Select(s => (BlockAssignment.MergeOnly(s.Blocks), s.Score))]), feasible is not null);
+        }
+        else
+        {
+            Func<BlockAssignment, bool>? feasible = (options.Feasible, options.Latency) switch
+            {
+                (null, null) => null,
+                (var given, var latency) => a => (given?.Invoke(a.Blocks) ?? true) && (latency?.Fits(a) ?? true),
+            };
+            var forms = new AssignmentForms(model, candidates, droppable);
+            try
+            {
+                return (ExploreAssignments(candidates, droppable, options.Blocks, options.Strategy,
+                    MixedScorer(model, forms, candidates.Length, droppable.Length, options, calibration, valBatches, progress, cancellation), feasible,
+                    options.Latency?.Fastest(candidates, options.Blocks, droppable)), feasible is not null);
+            }
+            finally
+            {
+                forms.Restore();
+            }
         }
     }
 
