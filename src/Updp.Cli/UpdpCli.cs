@@ -81,7 +81,13 @@ public static partial class UpdpCli
         var value = match.Groups["value"].Value;
         // Digits that do not fit are an integer out of range, not a malformed one.
         var tooLarge = value.TrimStart('-', '+') is { Length: > 0 } digits && digits.All(char.IsAsciiDigit) ? " (out of range)" : "";
-        var expected = match.Groups["type"].Value switch
+        // An optional value's type reads "System.Nullable`1[System.Int32]".
+        var type = match.Groups["type"].Value;
+        if (type.StartsWith("Nullable`1[", StringComparison.Ordinal))
+        {
+            type = type["Nullable`1[".Length..].TrimEnd(']').Replace("System.", "", StringComparison.Ordinal);
+        }
+        var expected = type switch
         {
             "Int32" or "Int64" => "an integer",
             "Int32[]" or "Int64[]" => "comma-separated integers",
