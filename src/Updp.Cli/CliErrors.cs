@@ -17,6 +17,11 @@ internal static class CliErrors
         {
             return action();
         }
+        catch (Exception) when (Interruption.Exiting)
+        {
+            // The process is ending with 130 and has said so; what failed as it did is not news.
+            return Interrupted;
+        }
         catch (Exception e)
         {
             var error = e is AggregateException { InnerExceptions.Count: 1 } aggregate ? aggregate.InnerExceptions[0] : e;

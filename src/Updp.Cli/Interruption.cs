@@ -22,6 +22,15 @@ internal sealed class Interruption : IDisposable
     /// <summary>Cancelled by the first SIGINT or SIGTERM during a <see cref="Stoppable"/> verb.</summary>
     public static CancellationToken Token => _source.Token;
 
+    /// <summary>
+    /// Set when a signal ends the process at once: the libtorch call the main thread is in may then
+    /// fail ("Invalid (backend, op) pair"), and that failure is not the user's to read
+    /// (docs/RELIABILITY.md, "Interruption").
+    /// </summary>
+    public static bool Exiting => Volatile.Read(ref _exiting);
+
+    private static bool _exiting;
+
     /// <summary>How to continue the interrupted work, printed after the interruption.</summary>
     public static string? ResumeHint => _resume;
 
@@ -46,12 +55,29 @@ internal sealed class Interruption : IDisposable
         context.Cancel = true;
         if (_resume is null || _source.IsCancellationRequested)
         {
+            Volatile.Write(ref _exiting, true);
             Console.Error.WriteLine($"interrupted ({context.Signal})");
-            Environment.Exit(CliErrors.Interrupted);
+            ExitNow(CliErrors.Interrupted);
         }
         Console.Error.WriteLine($"{context.Signal}: stopping after the current step (send it again to stop at once)");
         _source.Cancel();
     }
+
+    // Environment.Exit runs libtorch's static destructors while the main thread may still be in a
+    // libtorch call, which then fails or crashes the process (exit 139 instead of 130). _exit ends
+    // it at once; every file is written under a temporary name and renamed (AtomicFile), so nothing
+    // is left half-written under its final name (docs/RELIABILITY.md, "Interruption").
+    private static void ExitNow(int code)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Environment.Exit(code);
+        }
+        _exit(code);
+    }
+
+    [DllImport("libc", EntryPoint = "_exit")]
+    private static extern void _exit(int status);
 
     public void Dispose()
     {

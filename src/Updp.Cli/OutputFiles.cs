@@ -36,6 +36,28 @@ internal static class OutputFiles
         }
     }
 
+    /// <summary>
+    /// Throws when one of <paramref name="inputs"/> (or its sidecar) is a file the run in the run
+    /// directory <paramref name="outDir"/> writes, or deletes with <c>--force</c>: e.g. <c>train
+    /// --checkpoint DIR/model.safetensors --out DIR --force</c> would replace the weights it starts
+    /// from, and lose them if the run fails (docs/RELIABILITY.md, "Existing outputs").
+    /// </summary>
+    /// <param name="runFiles">The files of the run (<c>RunDirectory.RunFilesOf</c>, <c>PruneRun.Files</c>).</param>
+    /// <param name="inputs">The checkpoints the command reads (null entries are ignored).</param>
+    public static void CheckRunDirectory(string outDir, IEnumerable<string> runFiles, params string?[] inputs)
+    {
+        var written = runFiles.Select(Path.GetFullPath).ToList();
+        foreach (var input in inputs.OfType<string>().SelectMany(i => new[] { i, Checkpoints.Checkpoint.SidecarPath(i) }))
+        {
+            var full = Path.GetFullPath(input);
+            if (written.FirstOrDefault(w => w == full || (File.Exists(w) && File.Exists(full) && SameFile(w, full))) is { } clash)
+            {
+                throw new ArgumentException(
+                    $"--out '{outDir}' is the run directory of the input '{input}': the run writes '{Path.GetFileName(clash)}' there; choose another --out");
+            }
+        }
+    }
+
     // Two paths that name one file through a link.
     private static bool SameFile(string a, string b)
     {

@@ -5,7 +5,7 @@ using Updp.Cli.Commands;
 namespace Updp.Cli;
 
 /// <summary>The <c>updp</c> command line: one class per verb under Commands/.</summary>
-public static class UpdpCli
+public static partial class UpdpCli
 {
     /// <summary>Prints the stack trace of a failure (every verb).</summary>
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "On an error, print the stack trace too.", Recursive = true };
@@ -57,7 +57,7 @@ public static class UpdpCli
                 // Like the library's input errors: one line each and exit code 2, not a help page.
                 foreach (var error in parsed.Errors)
                 {
-                    Console.Error.WriteLine($"error: {error.Message}");
+                    Console.Error.WriteLine($"error: {Plain(error.Message)}");
                 }
                 Console.Error.WriteLine($"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal));
                 return CliErrors.BadInput;
@@ -65,6 +65,41 @@ public static class UpdpCli
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }, verbose: args.Contains(Verbose.Name));
     }
+
+    /// <summary>
+    /// A parse error in the words of <see cref="OptionRules"/>: System.CommandLine's "Cannot parse
+    /// argument '1e3' for option '--batch-size' as expected type 'System.Int32'." names a .NET type;
+    /// the user reads "--batch-size: expected an integer, got '1e3'" (docs/RELIABILITY.md).
+    /// </summary>
+    internal static string Plain(string message)
+    {
+        var match = TypeError().Match(message);
+        if (!match.Success)
+        {
+            return message;
+        }
+        var value = match.Groups["value"].Value;
+        // Digits that do not fit are an integer out of range, not a malformed one.
+        var tooLarge = value.TrimStart('-', '+') is { Length: > 0 } digits && digits.All(char.IsAsciiDigit) ? " (out of range)" : "";
+        // An optional value's type reads "System.Nullable`1[System.Int32]".
+        var type = match.Groups["type"].Value;
+        if (type.StartsWith("Nullable`1[", StringComparison.Ordinal))
+        {
+            type = type["Nullable`1[".Length..].TrimEnd(']').Replace("System.", "", StringComparison.Ordinal);
+        }
+        var expected = type switch
+        {
+            "Int32" or "Int64" => "an integer",
+            "Int32[]" or "Int64[]" => "comma-separated integers",
+            "Double" or "Single" => "a number with a decimal point, e.g. 0.001",
+            "Boolean" => "true or false",
+            var other => $"a value of type {other}",
+        };
+        return $"{match.Groups["option"].Value}: expected {expected}, got '{value}'{tooLarge}";
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^Cannot parse argument '(?<value>.*)' for option '(?<option>[^']+)' as expected type '(System\.)?(?<type>[^']+)'\.?$")]
+    private static partial System.Text.RegularExpressions.Regex TypeError();
 
     private static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult? result)
     {

@@ -99,6 +99,8 @@ internal static class FinetuneCommand
                 Resume = parse.GetValue(resume),
                 Force = parse.GetValue(force),
             };
+            OutputFiles.CheckRunDirectory(options.OutDir, Training.RunDirectory.RunFilesOf(options.OutDir, ProgressiveFinetune.CheckpointName),
+                options.Checkpoint, options.Distillation?.Teacher);
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"finetune ({options.Method.ToString().ToLowerInvariant()}) blocks {string.Join(",", options.Blocks)}" +
                 (options.Dropped is { Count: > 0 } d ? $" (dropping {string.Join(",", d)})" : "") + $" from {options.Checkpoint} on {options.Settings.Data}: " +

@@ -127,6 +127,8 @@ internal static class PruneCommand
                 Resume = parse.GetValue(resume),
                 Force = parse.GetValue(force),
             };
+            OutputFiles.CheckRunDirectory(options.OutDir, PrunePipeline.RunFiles(options.OutDir),
+                options.Checkpoint, options.SupernetCheckpoint, options.Distillation?.Teacher, options.LatencyTable);
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"pruning {(options.Blocks == 0 ? $"the fewest blocks that fit {options.LatencyLimit}" : $"{options.Blocks} blocks")} of {options.Checkpoint} on {options.Settings.Data} ({options.Method.ToString().ToLowerInvariant()}, " +
                 $"{options.Supernet.Epochs}+{options.Finetune.Epochs} epochs, seed {options.Supernet.Seed}, {TrainCommand.Where(on)}) → {options.OutDir}"));

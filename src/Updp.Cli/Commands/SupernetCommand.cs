@@ -79,6 +79,8 @@ internal static class SupernetCommand
                 Resume = parse.GetValue(resume),
                 Force = parse.GetValue(force),
             };
+            OutputFiles.CheckRunDirectory(options.OutDir, Training.RunDirectory.RunFilesOf(options.OutDir, SupernetTraining.CheckpointName),
+                options.Checkpoint, options.Distillation?.Teacher);
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"supernet{(space == SearchSpace.Mixed ? " (mixed: merge or drop)" : "")} from {options.Checkpoint} on {options.Settings.Data}: K_max {options.MaxPruned}, {options.Train.Epochs} epochs " +
                 $"(batch {options.Train.BatchSize}, lr {options.Train.LearningRate:G3}, seed {options.Train.Seed}) → {options.OutDir}"));

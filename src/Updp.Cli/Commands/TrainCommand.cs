@@ -83,6 +83,7 @@ internal static class TrainCommand
                     MaxStepsPerEpoch = parse.GetValue(maxSteps),
                 },
             };
+            OutputFiles.CheckRunDirectory(options.OutDir, Training.RunDirectory.RunFilesOf(options.OutDir), options.InitCheckpoint, options.Pretrained);
             var metrics = Run(options);
             return metrics is null ? 1 : 0;
         });

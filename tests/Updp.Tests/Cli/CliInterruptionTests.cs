@@ -65,4 +65,44 @@ public class CliInterruptionTests
         Assert.Equal(3, RunDirectory.ReadJson<TrainState>(Path.Combine(run, "train_state.json")).EpochsDone);
         Assert.True(File.Exists(Path.Combine(run, "metrics.json")));
     }
+
+    [Fact]
+    public async Task ASignalDuringAVerbThatCannotStopCleanlyExits130WithOneLine()
+    {
+        using var dir = new TempDir();
+        var checkpoint = dir.File("model.safetensors");
+        using (var model = Updp.Models.ModelRegistry.Create(Updp.Models.ModelConfig.SmallInput("convnext_atto") with { StemStride = 4 }))
+        {
+            Updp.Checkpoints.Checkpoint.Save(model, checkpoint, new Updp.Checkpoints.CheckpointMeta
+            {
+                Classes = Updp.Data.DatasetCatalog.FashionMnistClassNames,
+                Preprocessing = new Updp.Data.Preprocessing(28, 224, Updp.Data.Normalization.FashionMnist.Mean, Updp.Data.Normalization.FashionMnist.Std),
+            });
+        }
+        // eval of the 10,000 test images resized to 224 px (minutes), interrupted while the model runs.
+        using var process = Start("eval", "--checkpoint", checkpoint, "--batch-size", "8", "--threads", "1");
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(20));
+            Assert.False(process.HasExited, "eval finished before the signal");
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                kill.WaitForExit();
+            }
+            Assert.True(process.WaitForExit(TimeSpan.FromSeconds(30)), "the process did not stop");
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+        }
+        // libtorch's own warnings (NNPACK on CPUs without it) are not ours.
+        var lines = (await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.Contains("NNPACK", StringComparison.Ordinal)).ToArray();
+        Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}: {string.Join('\n', lines)} {await stdout}");
+        Assert.Equal(["interrupted (SIGTERM)"], lines);
+    }
 }

@@ -61,6 +61,11 @@ public partial class CliTests
     [InlineData("train --model convnext_atto --out /proc/updp-test/run", "--out", "no file can be created in '/proc'")]
     [InlineData("export --checkpoint CKPT --onnx /proc/updp-test.onnx", "--onnx", "no file can be created in '/proc'")]
     [InlineData("predict --checkpoint CKPT --images CKPT --out /proc/updp-test.json", "--out", "no file can be created in '/proc'")]
+    // A value that is not a number at all is named in the same words, not as a .NET type.
+    [InlineData("eval --checkpoint CKPT --batch-size 1e3", "--batch-size", "expected an integer, got '1e3'")]
+    [InlineData("train --model convnext_atto --out OUT --epochs 99999999999", "--epochs", "expected an integer, got '99999999999' (out of range)")]
+    [InlineData("train --model convnext_atto --out OUT --max-steps 2147483648", "--max-steps", "expected an integer, got '2147483648' (out of range)")]
+    [InlineData("train --model convnext_atto --out OUT --lr abc", "--lr", "expected a number with a decimal point, e.g. 0.001, got 'abc'")]
     public void ABadValueIsRefusedBeforeAnyWorkWithOneLineNamingTheOption(string args, string option, string expected)
     {
         using var dir = new TempDir();

@@ -135,4 +135,32 @@ public partial class CliTests
         Assert.True(code == 0, err);
         Assert.True(new FileInfo(onnx).Length > 1000);
     }
+
+    [Fact]
+    public void ARunDirectoryIsNeverTheOneItsInputCheckpointLivesInEvenWithForce()
+    {
+        using var dir = new TempDir();
+        var baseline = SmallBaseline(dir);
+        var folder = Path.GetDirectoryName(baseline)!;
+        var teacher = Path.Combine(folder, "last.safetensors");
+        File.Copy(baseline, teacher);
+        File.Copy(Updp.Checkpoints.Checkpoint.SidecarPath(baseline), Updp.Checkpoints.Checkpoint.SidecarPath(teacher));
+        var before = Hashes(folder);
+
+        // --force would delete the weights train starts from, then write its own model.safetensors there.
+        var (code, _, err) = Run([.. TinyTrain(folder), "--checkpoint", baseline, "--force"]);
+        Assert.Equal(2, code);
+        Assert.Contains($"--out '{folder}' is the run directory of the input '{baseline}'", err);
+        // A teacher that is the run's last.safetensors, through a link.
+        var link = dir.File("teacher.safetensors");
+        File.CreateSymbolicLink(link, teacher);
+        (code, _, err) = Run("finetune", "--checkpoint", baseline, "--pruned", "1", "--distill", link, "--out", folder, "--force");
+        Assert.Equal(2, code);
+        Assert.Contains("writes 'last.safetensors' there", err);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(before, Hashes(folder));
+    }
+
+    private static Dictionary<string, string> Hashes(string folder) =>
+        Directory.EnumerateFiles(folder).ToDictionary(f => f, f => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))));
 }

@@ -165,6 +165,9 @@ public static class PrunePipeline
     public const string MergedFile = "merged.safetensors";
     public const string OnnxFile = "model.onnx";
 
+    /// <summary>Every file a prune run writes in <paramref name="outDir"/> (and <c>--force</c> deletes), existing or not.</summary>
+    public static IEnumerable<string> RunFiles(string outDir) => PruneRun.Files(outDir);
+
     /// <summary>The figures <c>updp prune</c>, <c>search</c> and <c>report</c> draw next to report.md (the library does not draw them).</summary>
     public const string FrontierFigure = "frontier.png";
 
