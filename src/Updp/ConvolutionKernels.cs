@@ -112,6 +112,7 @@ public static class ConvolutionKernels
             SetEnv(IsaVariable, "AVX2", 1);
             Environment.SetEnvironmentVariable(IsaVariable, "AVX2");
             limited = true;
+            QuietNnpack();
         }
         var error = ProbeError();
         if (error <= Tolerance)
@@ -127,6 +128,7 @@ public static class ConvolutionKernels
             WriteVerdict(new Verdict(CpuName(), true, error));
         }
         SetUserEnabledMkldnn(GlobalContext(), false);
+        QuietNnpack();
         var reference = ProbeError();
         return reference <= Tolerance
             ? ConvolutionKernelChoice.Reference
@@ -187,6 +189,14 @@ public static class ConvolutionKernels
     // object as its first argument in the x86-64 System V ABI.
     [DllImport("libtorch_cpu", EntryPoint = "_ZN2at13globalContextEv")]
     private static extern IntPtr GlobalContext();
+
+    // On the machine whose oneDNN kernels are wrong, NNPACK cannot start either ("Unsupported
+    // hardware"), and libtorch tries it, printing a warning to stderr, for every convolution oneDNN
+    // does not take. Turning it off there computes the same and keeps stderr to our one line.
+    private static void QuietNnpack() => SetUserEnabledNnpack(GlobalContext(), false);
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledNNPACKEb")]
+    private static extern void SetUserEnabledNnpack(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
 
     [DllImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledMkldnnEb")]
     private static extern void SetUserEnabledMkldnn(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
