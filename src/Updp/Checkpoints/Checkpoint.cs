@@ -162,8 +162,30 @@ public static class Checkpoint
         }
         catch (Exception e) when (e is JsonException or IOException or InvalidDataException or UnauthorizedAccessException or InvalidOperationException)
         {
-            throw new CheckpointException($"cannot read sidecar '{sidecar}': {e.Message}", sidecar, e);
+            throw new CheckpointException($"cannot read sidecar '{sidecar}': {(e is JsonException json ? Describe(json) : e.Message)}", sidecar, e);
         }
+    }
+
+    // System.Text.Json says "The JSON value could not be converted to System.Int32. Path: $.model.num_classes | …";
+    // the user wrote the key, not the .NET type.
+    internal static string Describe(JsonException e)
+    {
+        const string prefix = "The JSON value could not be converted to ";
+        if (e.Path is not { } path || !e.Message.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return e.Message.Split('\n')[0];
+        }
+        var type = e.Message[prefix.Length..].Split(". Path:", 2)[0].Trim();
+        var expected = type switch
+        {
+            "System.Int32" or "System.Int64" or "System.Nullable`1[System.Int32]" or "System.Nullable`1[System.Int64]" => "a whole number in range",
+            "System.Double" or "System.Single" or "System.Nullable`1[System.Double]" => "a number",
+            "System.String" => "a string",
+            "System.Boolean" => "true or false",
+            _ when type.Contains("List", StringComparison.Ordinal) || type.EndsWith("[]", StringComparison.Ordinal) => "a list",
+            _ => "a value of another kind",
+        };
+        return $"'{path.TrimStart('$').TrimStart('.')}' has a value of the wrong type or out of range (expected {expected})";
     }
 
     // Bounds on the sidecar's numbers, far outside anything Updp writes: the model is built from

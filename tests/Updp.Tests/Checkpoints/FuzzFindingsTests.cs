@@ -102,6 +102,21 @@ public sealed class FuzzFindingsTests : IDisposable
     }
 
     [Theory]
+    // System.Text.Json named the .NET type: "could not be converted to System.Int32".
+    [InlineData("num_classes", "\"ten\"", "'model.num_classes'", "a whole number in range")]
+    [InlineData("num_classes", "1e20", "'model.num_classes'", "a whole number in range")]
+    [InlineData("in_chans", "true", "'model.in_chans'", "a whole number in range")]
+    public void ASidecarValueOfTheWrongTypeIsNamedByItsKey(string field, string value, string key, string expected)
+    {
+        var weights = _dir.File("m.safetensors");
+        File.WriteAllText(Checkpoint.SidecarPath(weights), Sidecar(field, value));
+        var e = Assert.Throws<CheckpointException>(() => Checkpoint.ReadMeta(weights));
+        Assert.Contains(key, e.Message);
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain("System.", e.Message);
+    }
+
+    [Theory]
     // libtorch refused these only while building the stem (ExternalException), or built for seconds.
     [InlineData("in_chans", "0", "in_chans 0 is not from 1 to 64")]
     [InlineData("in_chans", "-1", "in_chans -1 is not from 1 to 64")]
