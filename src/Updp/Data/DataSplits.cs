@@ -53,7 +53,7 @@ public sealed record DataSplits(ImageDataset Train, ImageDataset Validation, Ima
         if (validationCount > count)
         {
             throw new ArgumentOutOfRangeException(
-                nameof(validationCount), validationCount, $"Cannot carve {validationCount} validation images from a training set of {count}.");
+                nameof(validationCount), validationCount, $"--val-size {validationCount}: cannot carve {validationCount} validation images from a training set of {count}");
         }
 
         var order = Enumerable.Range(0, count).ToArray();
@@ -78,7 +78,7 @@ public sealed record DataSplits(ImageDataset Train, ImageDataset Validation, Ima
         if (validationCount >= labels.Count && labels.Count > 0)
         {
             throw new ArgumentOutOfRangeException(
-                nameof(validationCount), validationCount, $"Cannot carve {validationCount} validation images from a training set of {labels.Count}; at least one must stay for training.");
+                nameof(validationCount), validationCount, $"--val-size {validationCount}: cannot carve {validationCount} validation images from a training set of {labels.Count}; at least one must stay for training");
         }
 
         var byClass = Enumerable.Range(0, classCount).Select(_ => new List<int>()).ToArray();

@@ -139,4 +139,19 @@ public partial class CliTests
         Assert.True(code == 0, err);
         Assert.Contains("lr 0.002,", stdout);
     }
+
+    [Fact]
+    public void AValidationSplitAsLargeAsTheTrainingSetIsRefusedNamingTheOption()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("shapes");
+        ImageFolderFixture.WriteSplit(data, "train", classes: 2, perClass: 5, seed: 1);
+
+        var (code, _, err) = Run("train", "--model", "convnext_atto", "--data", data, "--input-size", "32", "--epochs", "1", "--batch-size", "2",
+            "--val-size", "10", "--out", dir.File("run"));
+
+        Assert.Equal(2, code);
+        Assert.Contains("--val-size 10: cannot carve 10 validation images from a training set of 10", err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
 }
