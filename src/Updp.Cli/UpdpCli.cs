@@ -54,12 +54,14 @@ public static partial class UpdpCli
             var parsed = Build().Parse(args);
             if (parsed.Errors.Count > 0)
             {
-                // Like the library's input errors: one line each and exit code 2, not a help page.
-                foreach (var error in parsed.Errors)
+                // Like the library's input errors: one line each and exit code 2, not a help page; the
+                // pointer to the verb's help ends the last line rather than adding one.
+                var help = $"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal);
+                for (var i = 0; i < parsed.Errors.Count; i++)
                 {
-                    Console.Error.WriteLine($"error: {Plain(error.Message)}");
+                    var message = Plain(parsed.Errors[i].Message);
+                    Console.Error.WriteLine(i == parsed.Errors.Count - 1 ? $"error: {message.TrimEnd('.')} ({help})" : $"error: {message}");
                 }
-                Console.Error.WriteLine($"see `updp {string.Join(' ', CommandPath(parsed.CommandResult))} --help`".Replace("updp  --help", "updp --help", StringComparison.Ordinal));
                 return CliErrors.BadInput;
             }
             return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

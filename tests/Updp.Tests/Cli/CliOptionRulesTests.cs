@@ -83,9 +83,10 @@ public partial class CliTests
 
         Assert.Equal(2, code);
         var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        // The error line, then the pointer to the verb's help.
-        Assert.Equal(2, lines.Length);
+        // One line: the error, ending with the pointer to the verb's help.
+        Assert.Single(lines);
         Assert.StartsWith($"error: {option}:", lines[0]);
+        Assert.EndsWith("--help`)", lines[0].TrimEnd());
         Assert.Contains(expected, lines[0]);
         Assert.DoesNotContain(" at Updp.", err);
         Assert.Equal("", stdout);
