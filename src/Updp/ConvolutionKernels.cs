@@ -105,7 +105,8 @@ public static class ConvolutionKernels
     {
         var userLimit = Environment.GetEnvironmentVariable(IsaVariable) is { Length: > 0 };
         var limited = userLimit;
-        if (!userLimit && ReadVerdict() is { Avx512Wrong: true })
+        var kept = userLimit ? null : ReadVerdict();
+        if (kept is { Avx512Wrong: true })
         {
             // Before oneDNN's first use, which reads the variable once. The runtime's copy of the
             // environment is not the C library's that oneDNN reads, so set both.
@@ -117,7 +118,8 @@ public static class ConvolutionKernels
         var error = ProbeError();
         if (error <= Tolerance)
         {
-            if (!limited)
+            // Written once per machine, not by every process.
+            if (!limited && kept is null)
             {
                 WriteVerdict(new Verdict(CpuName(), false, error));
             }
