@@ -342,40 +342,32 @@ public static class SubnetSearch
 
     // Scores a subset (ScoreSubset) and reports progress against the most the search will score.
     private static Func<IReadOnlyList<int>, double> Scorer(ImageClassifier model, int[] candidates, SearchOptions options, IReadOnlyList<Tensor> calibration,
-        IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation)
-    {
-        var subsets = Binomial(candidates.Length, options.Blocks);
-        var budget = subsets <= options.Strategy.EffectiveExhaustiveLimit
-            ? subsets
-            : Math.Min(subsets, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
-        var best = double.NegativeInfinity;
-        var scoredCount = 0;
-        return subset =>
-        {
-            cancellation.ThrowIfCancellationRequested();
-            var top1 = ScoreSubset(model, candidates, subset, calibration, validation);
-            best = Math.Max(best, top1);
-            progress?.Report(new SearchProgress(++scoredCount, budget, subset, top1, best));
-            return top1;
-        };
-    }
+        IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation) =>
+        Reporting<IReadOnlyList<int>>(Binomial(candidates.Length, options.Blocks), options, subset => ScoreSubset(model, candidates, subset, calibration, validation),
+            (n, budget, subset, top1, best) => new SearchProgress(n, budget, subset, top1, best), progress, cancellation);
 
     // Scores an assignment (ScoreAssignment) and reports progress against the most the search will score.
     private static Func<BlockAssignment, double> MixedScorer(ImageClassifier model, AssignmentForms forms, int candidates, int droppable, SearchOptions options,
-        IReadOnlyList<Tensor> calibration, IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation)
+        IReadOnlyList<Tensor> calibration, IReadOnlyList<(Tensor Images, Tensor Labels)> validation, IProgress<SearchProgress>? progress, CancellationToken cancellation) =>
+        Reporting<BlockAssignment>(AssignmentCount(candidates, droppable, options.Blocks), options, a => ScoreAssignment(model, forms, a, calibration, validation),
+            (n, budget, a, top1, best) => new SearchProgress(n, budget, a.Blocks, top1, best, a.Dropped), progress, cancellation);
+
+    // A scorer that checks for cancellation and reports each score, the best so far and how many of
+    // at most `budget` (every candidate of a space of `space` when it is scored exhaustively) are done.
+    private static Func<T, double> Reporting<T>(long space, SearchOptions options, Func<T, double> score,
+        Func<int, long, T, double, double, SearchProgress> report, IProgress<SearchProgress>? progress, CancellationToken cancellation)
     {
-        var assignments = AssignmentCount(candidates, droppable, options.Blocks);
-        var budget = assignments <= options.Strategy.EffectiveExhaustiveLimit
-            ? assignments
-            : Math.Min(assignments, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
+        var budget = space <= options.Strategy.EffectiveExhaustiveLimit
+            ? space
+            : Math.Min(space, (long)options.Strategy.Population * (options.Strategy.Generations + 1));
         var best = double.NegativeInfinity;
         var scoredCount = 0;
-        return assignment =>
+        return candidate =>
         {
             cancellation.ThrowIfCancellationRequested();
-            var top1 = ScoreAssignment(model, forms, assignment, calibration, validation);
+            var top1 = score(candidate);
             best = Math.Max(best, top1);
-            progress?.Report(new SearchProgress(++scoredCount, budget, assignment.Blocks, top1, best, assignment.Dropped));
+            progress?.Report(report(++scoredCount, budget, candidate, top1, best));
             return top1;
         };
     }
