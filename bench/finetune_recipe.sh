@@ -3,6 +3,8 @@
 # learning rate and warm-up to use when `updp train --pretrained` starts from ImageNet weights, and
 # what pretrained weights are worth against training from scratch. Run alone on the machine.
 #   bench/finetune_recipe.sh [OUT]        (default /tmp/updp-finetune-recipe)
+#   ONLY="fm2k-scratch shapes-scratch" bench/finetune_recipe.sh   # only these runs (e.g. two
+#                                         # instances on disjoint runs, one core each, once the data exist)
 #
 # The only ImageNet-trained network this machine can reach is ML.NET's ResNet-18 featurizer (NuGet
 # Microsoft.ML.DnnImageFeaturizer.ResNet18, MIT): building bench/MlnetResNetCheck restores it,
@@ -38,6 +40,7 @@ run() {  # NAME DATA ARGS...
   local name=$1 data=$2
   shift 2
   [ -f "$out/$name/metrics.json" ] && return
+  [[ -n ${ONLY:-} && " $ONLY " != *" $name "* ]] && return
   rm -rf "$out/$name"
   ./updp train --model resnet18 --data "$out/$data" --input-size 224 --epochs 3 --batch-size 32 --seed 0 \
     --threads 1 --cache "$out/cache-$data" --out "$out/$name" "$@" 2>&1 | grep -v " step [0-9]*/" | tee "$out/$name.log"
