@@ -53,7 +53,7 @@ public sealed class DepthwiseConv2d : nn.Module<Tensor, Tensor>, IMacCounter
         if (rh == 0 && rw == 0)
         {
             var centre = weight[.., 0, _radius, _radius];
-            return (x * centre.view(1, -1, 1, 1)) + bias.view(1, -1, 1, 1);
+            return (x * centre.view(1, -1, 1, 1)).Plus(bias.view(1, -1, 1, 1));
         }
         return DepthwiseConvolution.Conv2d(x, CropKernel(rh, rw), bias, 1, [rh, rw]);
     }

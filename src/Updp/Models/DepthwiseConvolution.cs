@@ -136,7 +136,7 @@ internal sealed class SmallMapDepthwiseConv : autograd.SingleTensorFunction<Smal
         var inputByChannel = x.reshape(n, c, g.H * g.W).permute(1, 0, 2).contiguous();
         var gradMatrix = bmm(gradByChannel, inputByChannel).view(c, -1);
         var gradWeight = zeros(c, taps + 1, gradMatrix.dtype, gradMatrix.device)
-            .index_add_(1, tapIndex, gradMatrix, 1.0)
+            .IndexAddInPlace(1, tapIndex, gradMatrix)
             .narrow(1, 0, taps)
             .view(weight.shape);
         List<Tensor> grads = [gradInput, gradWeight];

@@ -59,7 +59,7 @@ public sealed class DropPath : nn.Module<Tensor, Tensor>
             shape[i] = 1;
         }
         var mask = empty(shape, x.dtype, x.device).bernoulli_(keep);
-        return x * mask / keep;
+        return (x * mask).DividedBy(keep);
     }
 }
 

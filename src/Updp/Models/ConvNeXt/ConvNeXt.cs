@@ -73,7 +73,7 @@ public sealed class ConvNeXtBlock : nn.Module<Tensor, Tensor>
         var (w, b) = NormParameters;
         x = nn.functional.layer_norm(x, _normShape, w, b, _normEps);
         x = (mlp.call(x) * gamma).permute(0, 3, 1, 2);
-        return drop_path.call(x) + input;
+        return drop_path.call(x).Plus(input);
     }
 }
 

@@ -138,7 +138,7 @@ internal sealed class ProgressiveConvNeXtBlock : nn.Module<Tensor, Tensor>, IPro
         var (w2, b2) = mlp.Fc2;
         var h = Progressive.Activation(nn.functional.linear(x, w1, b1), t => nn.functional.gelu(t), _lambda);
         x = (nn.functional.linear(h, w2, b2) * gamma).permute(0, 3, 1, 2);
-        return drop_path.call(x) + input;
+        return drop_path.call(x).Plus(input);
     }
 
     public long CountMacs(Tensor input, Tensor output)
@@ -180,5 +180,5 @@ internal sealed class MergedConvNeXtBlock : nn.Module<Tensor, Tensor>
     public Linear Pw => pw;
 
     public override Tensor forward(Tensor input) =>
-        pw.call(conv_dw.call(input).permute(0, 2, 3, 1)).permute(0, 3, 1, 2) + input;
+        pw.call(conv_dw.call(input).permute(0, 2, 3, 1)).permute(0, 3, 1, 2).Plus(input);
 }

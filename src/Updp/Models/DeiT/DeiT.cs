@@ -140,8 +140,8 @@ public sealed class DeiTBlock : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        x = x + drop_path.call(attn.call(norm1.call(x)));
-        return x + drop_path.call(mlp.call(norm2.call(x)));
+        x = x.Plus(drop_path.call(attn.call(norm1.call(x))));
+        return x.Plus(drop_path.call(mlp.call(norm2.call(x))));
     }
 }
 
@@ -248,7 +248,7 @@ public sealed class DeiT : ImageClassifier
                 $"{ImgSize / PatchSize}² patches of {PatchSize} px + the class token), got [{string.Join(", ", x.shape)}]");
         }
         x = patch_embed.call(x);
-        x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1) + pos_embed;
+        x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1).Plus(pos_embed);
         foreach (var block in blocks)
         {
             x = block.call(x);

@@ -124,10 +124,10 @@ internal sealed class ProgressiveDeiTBlock : nn.Module<Tensor, Tensor>, IProgres
     public override Tensor forward(Tensor x)
     {
         // The same operations as DeiTBlock.forward, so that λ=0 reproduces it bit for bit.
-        x = x + drop_path.call(attn.call(norm1.call(x)));
+        x = x.Plus(drop_path.call(attn.call(norm1.call(x))));
         var h = Progressive.Norm(x, t => norm2.call(t), TokenBatchNorm, _lambda);
         h = Progressive.Activation(mlp.Fc1.call(h), t => nn.functional.gelu(t), _lambda);
-        return x + drop_path.call(mlp.Fc2.call(h));
+        return x.Plus(drop_path.call(mlp.Fc2.call(h)));
     }
 
     private Tensor TokenBatchNorm(Tensor x) => bn.call(x.reshape(-1, x.shape[^1])).view(x.shape);
@@ -155,5 +155,5 @@ internal sealed class MergedDeiTBlock : nn.Module<Tensor, Tensor>
 
     public Linear Fc => fc;
 
-    public override Tensor forward(Tensor x) => fc.call(x + attn.call(norm1.call(x)));
+    public override Tensor forward(Tensor x) => fc.call(x.Plus(attn.call(norm1.call(x))));
 }

@@ -135,7 +135,7 @@ public sealed class InvertedResidual : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         var y = Conv.call(input);
-        return UseResidual ? DropPath.call(y) + input : y;
+        return UseResidual ? DropPath.call(y).Plus(input) : y;
     }
 }
 

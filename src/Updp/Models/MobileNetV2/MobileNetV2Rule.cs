@@ -163,7 +163,7 @@ internal sealed class ProgressiveInvertedResidual : nn.Module<Tensor, Tensor>, I
             var inner = Act(e.Bn.call(z));
             // Padding with λ·BN₁(0): pad (inner − λ·c) with zeros, then add λ·c everywhere.
             var border = (BatchNormOfZero(e.Bn, z) * _lambda).view(1, -1, 1, 1);
-            var padded = nn.functional.pad(inner - border, [1, 1, 1, 1]) + border;
+            var padded = nn.functional.pad(inner - border, [1, 1, 1, 1]).Plus(border);
             h = DepthwiseConvolution.Conv2d(padded, dw.Conv.weight, dw.Conv.bias, dw.Stride, [0, 0]);
         }
         else
@@ -171,7 +171,7 @@ internal sealed class ProgressiveInvertedResidual : nn.Module<Tensor, Tensor>, I
             h = dw.Convolve(input);
         }
         var y = o.ProjectBn.call(o.Project.call(Act(dw.Bn.call(h))));
-        return o.UseResidual ? o.DropPath.call(y) + input : y;
+        return o.UseResidual ? o.DropPath.call(y).Plus(input) : y;
     }
 
     public long CountMacs(Tensor input, Tensor output)
@@ -199,7 +199,7 @@ internal sealed class ProgressiveInvertedResidual : nn.Module<Tensor, Tensor>, I
             mean = bn.running_mean;
             variance = bn.running_var!;
         }
-        return bn.bias! - (bn.weight * mean / (variance + bn.eps).sqrt());
+        return bn.bias! - (bn.weight * mean / variance.Plus(bn.eps).sqrt());
     }
 }
 

@@ -55,7 +55,7 @@ public sealed class BasicBlock : nn.Module<Tensor, Tensor>
     {
         var h = nn.functional.relu(bn1.call(conv1.call(x)));
         var y = bn2.call(conv2.call(h));
-        return nn.functional.relu(y + (downsample?.call(x) ?? x));
+        return nn.functional.relu(y.Plus(downsample?.call(x) ?? x));
     }
 }
 
@@ -112,7 +112,7 @@ public sealed class Bottleneck : nn.Module<Tensor, Tensor>
         var h = nn.functional.relu(bn1.call(conv1.call(x)));
         h = nn.functional.relu(bn2.call(conv2.call(h)));
         var y = bn3.call(conv3.call(h));
-        return nn.functional.relu(y + (downsample?.call(x) ?? x));
+        return nn.functional.relu(y.Plus(downsample?.call(x) ?? x));
     }
 }
 

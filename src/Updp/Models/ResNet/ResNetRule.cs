@@ -121,7 +121,7 @@ internal sealed class ResNetBlockRule : IBlockRule
                 var conv = (Conv2d)downsample[0];
                 var (wd, bd) = Fold(F64(conv.weight), null, (BatchNorm2d)downsample[1]);
                 w = ConvMergeMath.AddToCentre(w, wd[.., .., 0, 0]);
-                b = b + bd;
+                b = b.Plus(bd);
             }
             merged.Conv.weight.copy_(w);
             merged.Conv.bias!.copy_(b);
@@ -174,9 +174,9 @@ internal static class ProgressiveResNet
             mean = bn.running_mean!;
             variance = bn.running_var!;
         }
-        var scale = bn.weight / (variance + bn.eps).sqrt();
+        var scale = bn.weight / variance.Plus(bn.eps).sqrt();
         var shift = bn.bias! - (mean * scale);
-        var u = (z * scale.view(1, -1, 1, 1)) + shift.view(1, -1, 1, 1);
+        var u = (z * scale.view(1, -1, 1, 1)).Plus(shift.view(1, -1, 1, 1));
         var h = Progressive.Activation(u, t => nn.functional.relu(t), lambda);
         if (lambda == 1)
         {
@@ -243,7 +243,7 @@ internal sealed class ProgressiveBasicBlock : nn.Module<Tensor, Tensor>, IProgre
         var stride = Original.Stride;
         var h = ProgressiveResNet.FirstLayer(x, conv1, bn1, stride, ConvMergeMath.MovedPadding(1, stride, 1), 1, _lambda);
         var y = bn2.call(nn.functional.conv2d(h, conv2.weight));
-        return nn.functional.relu(y + ProgressiveResNet.Shortcut(downsample, x));
+        return nn.functional.relu(y.Plus(ProgressiveResNet.Shortcut(downsample, x)));
     }
 
     public long CountMacs(Tensor input, Tensor output)
@@ -307,7 +307,7 @@ internal sealed class ProgressiveBottleneck : nn.Module<Tensor, Tensor>, IProgre
         h = bn2.call(nn.functional.conv2d(h, conv2.weight, strides: [stride, stride]));
         h = Progressive.Activation(h, t => nn.functional.relu(t), _lambda);
         var y = bn3.call(conv3.call(h));
-        return nn.functional.relu(y + ProgressiveResNet.Shortcut(downsample, x));
+        return nn.functional.relu(y.Plus(ProgressiveResNet.Shortcut(downsample, x)));
     }
 
     public long CountMacs(Tensor input, Tensor output)

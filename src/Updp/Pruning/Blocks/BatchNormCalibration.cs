@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Updp.Models;
 
 namespace Updp.Pruning.Blocks;
 
@@ -57,7 +58,7 @@ public static class BatchNormCalibration
                 using (no_grad())
                 {
                     bn.running_mean!.zero_();
-                    bn.running_var!.fill_(1);
+                    bn.running_var!.FillInPlace(1);
                 }
                 hooks.Add(bn.register_forward_hook((_, _, output) =>
                 {

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Updp.Models;
 
 namespace Updp.Pruning.Blocks;
 
@@ -31,10 +32,10 @@ internal static class ConvMergeMath
             for (var c = 0; c < k2w; c++)
             {
                 var tap = w2[.., .., a, c].matmul(w1Flat).view(outC, inC, k1h, k1w);
-                weight[.., .., (stride1 * a)..((stride1 * a) + k1h), (stride1 * c)..((stride1 * c) + k1w)].add_(tap);
+                weight[.., .., (stride1 * a)..((stride1 * a) + k1h), (stride1 * c)..((stride1 * c) + k1w)].PlusInPlace(tap);
             }
         }
-        var bias = b2 + w2.sum([2, 3]).matmul(b1);
+        var bias = b2.Plus(w2.sum([2, 3]).matmul(b1));
         return (weight, bias);
     }
 
@@ -56,7 +57,7 @@ internal static class ConvMergeMath
             throw new ArgumentException($"shortcut [{string.Join(", ", shortcut.shape)}] does not match the conv's [out, in] = [{weight.shape[0]}, {weight.shape[1]}]", nameof(shortcut));
         }
         var result = weight.clone();
-        result[.., .., kh / 2, kw / 2].add_(shortcut);
+        result[.., .., kh / 2, kw / 2].PlusInPlace(shortcut);
         return result;
     }
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Updp.Models;
 
 namespace Updp.Pruning.Blocks;
 
@@ -64,6 +65,6 @@ internal sealed class FadingBlock : nn.Module<Tensor, Tensor>, IFadingBlock
     {
         0 => Original.forward(input),
         1 => Dropped.forward(input),
-        _ => (Original.forward(input) * (1 - _lambda)) + (Dropped.forward(input) * _lambda),
+        _ => Original.forward(input).Times(1 - _lambda).Plus(Dropped.forward(input).Times(_lambda)),
     };
 }

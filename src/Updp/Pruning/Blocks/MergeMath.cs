@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Updp.Models;
 
 namespace Updp.Pruning.Blocks;
 
@@ -15,10 +16,10 @@ internal static class MergeMath
     public static (Tensor Weight, Tensor Bias) FoldBatchNorm(
         Tensor weight, Tensor bias, Tensor runningMean, Tensor runningVar, Tensor bnWeight, Tensor bnBias, double eps)
     {
-        var scale = bnWeight / (runningVar + eps).sqrt();
+        var scale = bnWeight / runningVar.Plus(eps).sqrt();
         var shape = Enumerable.Repeat(1L, (int)weight.dim()).ToArray();
         shape[0] = -1;
-        return (weight * scale.view(shape), ((bias - runningMean) * scale) + bnBias);
+        return (weight * scale.view(shape), ((bias - runningMean) * scale).Plus(bnBias));
     }
 
     /// <summary>
@@ -28,19 +29,19 @@ internal static class MergeMath
     public static (Tensor Weight, Tensor Bias) FoldInputBatchNorm(
         Tensor weight, Tensor bias, Tensor runningMean, Tensor runningVar, Tensor bnWeight, Tensor bnBias, double eps)
     {
-        var scale = bnWeight / (runningVar + eps).sqrt();
-        return (weight * scale.unsqueeze(0), weight.matmul(bnBias - (scale * runningMean)) + bias);
+        var scale = bnWeight / runningVar.Plus(eps).sqrt();
+        return (weight * scale.unsqueeze(0), weight.matmul(bnBias - (scale * runningMean)).Plus(bias));
     }
 
     /// <summary>I + W for a square weight [C, C]: a residual connection x + Wx folded into the layer.</summary>
     public static Tensor AddIdentity(Tensor weight) =>
         weight.dim() == 2 && weight.shape[0] == weight.shape[1]
-            ? weight + eye(weight.shape[0], dtype: weight.dtype, device: weight.device)
+            ? weight.Plus(eye(weight.shape[0], dtype: weight.dtype, device: weight.device))
             : throw new ArgumentException($"a residual folds only into a square weight, not [{string.Join(", ", weight.shape)}]", nameof(weight));
 
     /// <summary>W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂), for weights in [out, in] layout.</summary>
     public static (Tensor Weight, Tensor Bias) ComposeLinear(Tensor w1, Tensor b1, Tensor w2, Tensor b2) =>
-        (w2.matmul(w1), w2.matmul(b1) + b2);
+        (w2.matmul(w1), w2.matmul(b1).Plus(b2));
 
     /// <summary>diag(s)·(Wx + b): row i of W and entry i of b scaled by s[i].</summary>
     public static (Tensor Weight, Tensor Bias) ScaleRows(Tensor scale, Tensor weight, Tensor bias) =>
@@ -56,7 +57,7 @@ internal static class MergeMath
     {
         var a = pwWeight.flatten(1);
         var weight = dwWeight * a.view(a.shape[0], a.shape[1], 1, 1);
-        return (weight, dwBias + (pwBias * dwWeight.sum([1, 2, 3])));
+        return (weight, dwBias.Plus(pwBias * dwWeight.sum([1, 2, 3])));
     }
 
     /// <summary>A k×k conv (weight [M, C, k, k], bias b) followed by a 1×1 conv (weight [O, M] or [O, M, 1, 1], bias p) as one k×k conv C→O.</summary>
@@ -79,7 +80,7 @@ internal static class MergeMath
             throw new ArgumentException($"a residual folds only into a square odd kernel C→C, not [{string.Join(", ", weight.shape)}]", nameof(weight));
         }
         var result = weight.clone();
-        result.select(2, k / 2).select(2, k / 2).add_(eye(c, dtype: weight.dtype, device: weight.device));
+        result.select(2, k / 2).select(2, k / 2).PlusInPlace(eye(c, dtype: weight.dtype, device: weight.device));
         return result;
     }
 }

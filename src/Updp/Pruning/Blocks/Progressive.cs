@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Updp.Models;
 
 namespace Updp.Pruning.Blocks;
 
@@ -23,6 +24,6 @@ internal static class Progressive
     {
         0 => original(),
         1 => pruned(),
-        _ => (original() * (1 - lambda)) + (pruned() * lambda),
+        _ => original().Times(1 - lambda).Plus(pruned().Times(lambda)),
     };
 }

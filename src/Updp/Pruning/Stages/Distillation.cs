@@ -42,10 +42,10 @@ public static class Distillation
         {
             return ce;
         }
-        var logStudent = nn.functional.log_softmax(student / temperature, 1);
-        var logTeacher = nn.functional.log_softmax(teacher.detach() / temperature, 1);
+        var logStudent = nn.functional.log_softmax(student.DividedBy(temperature), 1);
+        var logTeacher = nn.functional.log_softmax(teacher.detach().DividedBy(temperature), 1);
         var kl = (logTeacher.exp() * (logTeacher - logStudent)).sum(1).mean();
-        return (ce * (1 - alpha)) + (kl * (alpha * temperature * temperature));
+        return ce.Times(1 - alpha).Plus(kl.Times(alpha * temperature * temperature));
     }
 
     internal static void Check(double alpha, double temperature)
